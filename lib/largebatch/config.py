@@ -1,0 +1,193 @@
+"""One validated description of a training run.
+
+A :class:`RunConfig` names the data, the model and every training choice. It is
+checked on construction (types and values, before any compute) and hashed into
+the cache key of its result. Fields left at their default value are not part of
+the key, so adding a new field with a neutral default keeps old results valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from largebatch.data import DATASETS
+from largebatch.models import MODELS
+
+SCHEDULES = ("constant", "step", "multistep", "cosine")
+LR_SCALING_RULES = ("none", "linear", "sqrt")
+ADVERSARIAL_METHODS = ("fgsm", "pgd")
+
+
+class ConfigError(ValueError):
+    """A run configuration (or notebook parameter) with a wrong type or value."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a training run. Epoch counts are in passes over the data."""
+
+    # data
+    dataset: str = "mnist1d"
+    num_samples: int = 5000  # MNIST-1D only: samples generated (train + test)
+    data_root: str | None = None  # image data sets: folder of the files
+    # model
+    model: str = "mnist1d_cnn"
+    model_options: dict[str, Any] = field(default_factory=dict)
+    # optimisation
+    batch_size: int = 128
+    micro_batch_size: int | None = None  # gradient accumulation chunk; None: whole batch
+    epochs: float = 20
+    steps: int | None = None  # update budget; overrides epochs when given
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    milestones: tuple[float, ...] = ()  # epochs, for step/multistep
+    gamma: float = 0.1
+    lr_scaling: str = "none"  # scale lr with batch_size / base_batch_size
+    base_batch_size: int = 128
+    warmup_epochs: float = 0.0
+    clip_grad_norm: float | None = None
+    regime_adaptation: bool = False  # multiply epochs and milestones by batch/base batch
+    target_train_loss: float | None = None  # stop once the eval-mode train loss is this low
+    ghost_batch_size: int | None = None
+    # adversarial training (fraction of each micro-batch replaced)
+    adversarial_fraction: float = 0.0
+    adversarial_eps: float = 0.0
+    adversarial_method: str = "fgsm"
+    # measurements
+    track_distance: bool = False
+    hessian_top_k: int = 0  # top eigenvalues of the full-data Hessian at the end
+    hessian_trace: bool = False
+    eval_every: int = 1  # epochs between evaluations
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        if isinstance(self.milestones, list):
+            object.__setattr__(self, "milestones", tuple(self.milestones))
+        _check_values(self)
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["milestones"] = list(self.milestones)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown configuration fields: {sorted(unknown)}")
+        return cls(**data)
+
+    def key(self) -> str:
+        """Cache key: a hash of the fields that differ from their defaults."""
+        defaults = RunConfig().to_dict()
+        changed = {k: v for k, v in self.to_dict().items() if v != defaults[k]}
+        text = json.dumps(changed, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def batch_ratio(self) -> float:
+        return self.batch_size / self.base_batch_size
+
+    @property
+    def total_epochs(self) -> float:
+        """Epoch budget after regime adaptation."""
+        return self.epochs * (self.batch_ratio if self.regime_adaptation else 1.0)
+
+    @property
+    def total_milestones(self) -> tuple[float, ...]:
+        """Schedule milestones (epochs) after regime adaptation."""
+        scale = self.batch_ratio if self.regime_adaptation else 1.0
+        return tuple(m * scale for m in self.milestones)
+
+
+def _accepts(hint: Any, value: Any) -> bool:
+    """Whether ``value`` fits the annotation ``hint`` (ints are accepted for floats)."""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_accepts(arg, value) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin in (tuple, list):
+        if not isinstance(value, (tuple, list)):
+            return False
+        args = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        return all(_accepts(args[0], v) for v in value) if args else True
+    if origin is dict:
+        return isinstance(value, dict)
+    return isinstance(value, hint)
+
+
+def describe_type(hint: Any) -> str:
+    return str(hint).replace("typing.", "") if not isinstance(hint, type) else hint.__name__
+
+
+def _check_types(config: RunConfig) -> None:
+    hints = typing.get_type_hints(RunConfig)
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if not _accepts(hints[f.name], value):
+            raise ConfigError(f"{f.name} must be of type {describe_type(hints[f.name])}, "
+                              f"got {value!r} ({type(value).__name__})")
+
+
+def _require(condition: bool, name: str, message: str, value: Any) -> None:
+    if not condition:
+        raise ConfigError(f"{name} {message}, got {value!r}")
+
+
+def _check_values(c: RunConfig) -> None:
+    _require(c.dataset in DATASETS, "dataset", f"must be one of {', '.join(DATASETS)}", c.dataset)
+    _require(c.model in MODELS, "model", f"must be one of {', '.join(MODELS)}", c.model)
+    _require(c.num_samples >= 20, "num_samples", "must be >= 20", c.num_samples)
+    _require(c.batch_size > 0, "batch_size", "must be a positive integer", c.batch_size)
+    _require(c.micro_batch_size is None or c.micro_batch_size > 0, "micro_batch_size",
+             "must be a positive integer or None", c.micro_batch_size)
+    _require(math.isfinite(c.epochs) and c.epochs > 0, "epochs", "must be positive", c.epochs)
+    _require(c.steps is None or c.steps > 0, "steps", "must be a positive integer or None", c.steps)
+    _require(math.isfinite(c.lr) and c.lr >= 0, "lr", "must be a finite number >= 0", c.lr)
+    _require(0 <= c.momentum < 1, "momentum", "must be in [0, 1)", c.momentum)
+    _require(c.weight_decay >= 0, "weight_decay", "must be >= 0", c.weight_decay)
+    _require(c.schedule in SCHEDULES, "schedule", f"must be one of {', '.join(SCHEDULES)}", c.schedule)
+    _require(all(m > 0 for m in c.milestones) and list(c.milestones) == sorted(c.milestones),
+             "milestones", "must be increasing positive epochs", c.milestones)
+    _require(c.schedule not in ("step", "multistep") or len(c.milestones) > 0, "milestones",
+             f"must be given for schedule {c.schedule!r}", c.milestones)
+    _require(0 < c.gamma <= 1, "gamma", "must be in (0, 1]", c.gamma)
+    _require(c.lr_scaling in LR_SCALING_RULES, "lr_scaling",
+             f"must be one of {', '.join(LR_SCALING_RULES)}", c.lr_scaling)
+    _require(c.base_batch_size > 0, "base_batch_size", "must be a positive integer", c.base_batch_size)
+    _require(c.warmup_epochs >= 0, "warmup_epochs", "must be >= 0", c.warmup_epochs)
+    _require(c.clip_grad_norm is None or c.clip_grad_norm > 0, "clip_grad_norm",
+             "must be positive or None", c.clip_grad_norm)
+    _require(c.target_train_loss is None or c.target_train_loss > 0, "target_train_loss",
+             "must be positive or None", c.target_train_loss)
+    _require(c.ghost_batch_size is None or c.ghost_batch_size > 0, "ghost_batch_size",
+             "must be a positive integer or None", c.ghost_batch_size)
+    _require(0 <= c.adversarial_fraction <= 1, "adversarial_fraction", "must be in [0, 1]",
+             c.adversarial_fraction)
+    _require(c.adversarial_eps >= 0, "adversarial_eps", "must be >= 0", c.adversarial_eps)
+    _require(c.adversarial_method in ADVERSARIAL_METHODS, "adversarial_method",
+             f"must be one of {', '.join(ADVERSARIAL_METHODS)}", c.adversarial_method)
+    _require(c.hessian_top_k >= 0, "hessian_top_k", "must be >= 0", c.hessian_top_k)
+    _require(c.eval_every >= 1, "eval_every", "must be >= 1", c.eval_every)
+    _require(c.seed >= 0, "seed", "must be >= 0", c.seed)

@@ -1,0 +1,234 @@
+"""Runs as cached, resumable experiments.
+
+``run(config)`` trains and evaluates one :class:`RunConfig` and stores its
+record (json: config, per-epoch history, final metrics, library version, git
+commit, wall time) and a checkpoint under ``<cache>/<config.key()>/``. Both files
+are written atomically and the record last, so a record on disk always means a
+finished run: ``run`` returns it instead of training again, and ``sweep`` over
+many configurations resumes after an interruption without recomputing anything
+finished. ``results`` turns records into a pandas DataFrame.
+
+The cache folder is ``$LARGEBATCH_CACHE_DIR`` if set, else ``.cache/runs`` at
+the root of the project checkout (found from the working directory), else
+``~/.cache/largebatch/runs``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from largebatch import __version__, data, models
+from largebatch.callbacks import Callback
+from largebatch.config import ConfigError, RunConfig
+from largebatch.train import evaluate, fit
+
+RECORD_FILE = "record.json"
+CHECKPOINT_FILE = "model.pt"
+
+__all__ = ["RunConfig", "ConfigError", "run", "sweep", "results", "load_model", "load_data",
+           "build_model", "validate", "default_cache_dir"]
+
+
+def default_cache_dir() -> Path:
+    """``$LARGEBATCH_CACHE_DIR``, or ``.cache/runs`` in the enclosing checkout, or the user cache."""
+    if "LARGEBATCH_CACHE_DIR" in os.environ:
+        return Path(os.environ["LARGEBATCH_CACHE_DIR"])
+    for folder in [Path.cwd(), *Path.cwd().parents]:
+        if (folder / "lib" / "largebatch").is_dir() and (folder / "pyproject.toml").exists():
+            return folder / ".cache" / "runs"
+    return Path.home() / ".cache" / "largebatch" / "runs"
+
+
+def load_data(config: RunConfig) -> data.DataBundle:
+    """The data set a configuration names."""
+    return data.load(config.dataset, root=config.data_root, num_samples=config.num_samples)
+
+
+def validate(config: RunConfig, bundle: data.DataBundle | None = None) -> data.DataBundle:
+    """Check a configuration against its data (e.g. batch size vs. training set); returns the data."""
+    bundle = bundle or load_data(config)
+    if config.batch_size > bundle.num_train:
+        raise ConfigError(f"batch_size must be <= the training set size {bundle.num_train} "
+                          f"of {config.dataset}, got {config.batch_size}")
+    return bundle
+
+
+def build_model(config: RunConfig, bundle: data.DataBundle) -> nn.Module:
+    """The configured network, initialized from ``config.seed``, with ghost BN if asked."""
+    torch.manual_seed(config.seed)
+    model = models.build(config.model, bundle.input_shape, bundle.num_classes,
+                         mean=bundle.mean, std=bundle.std, **config.model_options)
+    if config.ghost_batch_size is not None:
+        from largebatch.ghost_batch_norm import convert_to_ghost_batch_norm
+
+        model = convert_to_ghost_batch_norm(model, config.ghost_batch_size)
+    return model
+
+
+def _callbacks(config: RunConfig) -> list[Callback]:
+    callbacks: list[Callback] = []
+    if config.track_distance:
+        from largebatch.metrics import DistanceFromInit
+
+        callbacks.append(DistanceFromInit())
+    return callbacks
+
+
+def _input_transform(config: RunConfig, bundle: data.DataBundle):
+    if config.adversarial_fraction == 0:
+        return None
+    from largebatch.attacks import AdversarialTransform
+
+    return AdversarialTransform(fraction=config.adversarial_fraction, eps=config.adversarial_eps,
+                                method=config.adversarial_method, clip=bundle.value_range)
+
+
+def _hessian_metrics(config: RunConfig, model: nn.Module, bundle: data.DataBundle) -> dict[str, Any]:
+    if config.hessian_top_k == 0 and not config.hessian_trace:
+        return {}
+    from largebatch import hessian
+
+    loader = torch.utils.data.DataLoader(bundle.train, batch_size=1024)
+    metrics: dict[str, Any] = {}
+    if config.hessian_top_k > 0:
+        top = hessian.top_eigenvalues(model, loader, k=config.hessian_top_k, seed=config.seed)
+        metrics["hessian_top_eigenvalues"] = list(top.eigenvalues)
+        metrics["hessian_top_eigenvalue"] = top.eigenvalues[0]
+    if config.hessian_trace:
+        metrics["hessian_trace"] = hessian.trace(model, loader, seed=config.seed).estimate
+    return metrics
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write a file so that readers see either the old or the whole new content."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(payload)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _atomic_save_model(model: nn.Module, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(handle)
+    try:
+        torch.save(model.state_dict(), temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def run_dir(config: RunConfig, cache_dir: str | os.PathLike | None = None) -> Path:
+    return Path(cache_dir or default_cache_dir()) / config.key()
+
+
+def load_record(config: RunConfig, cache_dir: str | os.PathLike | None = None) -> dict[str, Any] | None:
+    """The stored record of a finished run, or None."""
+    path = run_dir(config, cache_dir) / RECORD_FILE
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def run(config: RunConfig, cache_dir: str | os.PathLike | None = None, *, force: bool = False,
+        progress: bool = True) -> dict[str, Any]:
+    """Train and evaluate ``config``, or return its cached record."""
+    if not isinstance(config, RunConfig):
+        raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
+    if not force and (record := load_record(config, cache_dir)) is not None:
+        return record
+    bundle = validate(config)
+    model = build_model(config, bundle)
+    started = time.perf_counter()
+    outcome = fit(model, bundle.train, bundle.test, config, callbacks=_callbacks(config),
+                  input_transform=_input_transform(config, bundle), progress=progress)
+    final: dict[str, Any] = {"steps": outcome.steps}
+    if outcome.status != "diverged":
+        for split, dataset in (("train", bundle.train), ("test", bundle.test)):
+            metrics = evaluate(model, dataset)
+            final[f"{split}_loss"], final[f"{split}_accuracy"] = metrics["loss"], metrics["accuracy"]
+        final.update(_hessian_metrics(config, model, bundle))
+    record = {
+        "key": config.key(), "config": config.to_dict(), "status": outcome.status,
+        "history": outcome.history, "steps": outcome.step_log, "final": final,
+        "version": __version__, "git_commit": _git_commit(),
+        "wall_time_s": time.perf_counter() - started,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    folder = run_dir(config, cache_dir)
+    _atomic_save_model(model, folder / CHECKPOINT_FILE)
+    atomic_write_bytes(folder / RECORD_FILE, json.dumps(record, indent=1, allow_nan=True).encode())
+    return record
+
+
+def sweep(configs: Sequence[RunConfig], cache_dir: str | os.PathLike | None = None, *,
+          progress: bool = True) -> list[dict[str, Any]]:
+    """Run many configurations; finished ones are read from the cache, never recomputed."""
+    configs = list(configs)
+    for config in configs:  # every configuration is checked before the first run starts
+        if not isinstance(config, RunConfig):
+            raise TypeError(f"sweep takes RunConfig objects, got {type(config).__name__}")
+    records = []
+    for config in tqdm(configs, desc="runs", unit="run", disable=not progress):
+        records.append(run(config, cache_dir, progress=progress))
+    return records
+
+
+def load_model(config: RunConfig, cache_dir: str | os.PathLike | None = None) -> nn.Module:
+    """The trained model of a finished run (checkpoint loaded with ``weights_only=True``)."""
+    path = run_dir(config, cache_dir) / CHECKPOINT_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint for this configuration at {path}; call run(config) first")
+    model = build_model(config, load_data(config))
+    model.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
+    return model.eval()
+
+
+def results(records: Iterable[dict[str, Any]] | None = None,
+            cache_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """One row per run: its configuration fields, status, final metrics and wall time.
+
+    With no ``records``, every record found in the cache folder is loaded.
+    """
+    if records is None:
+        folder = Path(cache_dir or default_cache_dir())
+        records = [json.loads(p.read_text()) for p in sorted(folder.glob(f"*/{RECORD_FILE}"))]
+    rows = []
+    for record in records:
+        row = {"key": record["key"], **record["config"], "status": record["status"],
+               **record["final"], "wall_time_s": record["wall_time_s"]}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def history(record: dict[str, Any]) -> pd.DataFrame:
+    """The per-epoch history of one run as a DataFrame."""
+    return pd.DataFrame(record["history"])
