@@ -114,6 +114,35 @@ def test_robust_accuracy_counts_clean_errors_and_earlier_breaks(trained):
     assert table.accuracy.iloc[0] <= 150 / 200
 
 
+class Kinked(nn.Module):
+    """Class 0 wins while 0.5 - x + 2 relu(x - 1) > 0: FGSM from x = 0 breaks the
+    point at eps = 0.75 but overshoots back into class 0 at eps = 3."""
+
+    def forward(self, x):
+        margin = 0.5 - x[:, 0] + 2 * F.relu(x[:, 0] - 1)
+        return torch.stack([margin, torch.zeros_like(margin)], dim=1)
+
+
+def test_point_broken_at_smaller_eps_stays_broken():
+    model, x, y = Kinked(), torch.zeros(1, 1), torch.zeros(1, dtype=torch.long)
+    assert not broken(model, fgsm(model, x, y, 3.0), y).item()  # FGSM alone recovers
+    assert broken(model, fgsm(model, x, y, 0.75), y).item()
+    table = robust_accuracy(model, (x, y), [3.0, 0.0, 0.75])
+    assert table.accuracy.tolist() == [1.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("norm", ["inf", "2"])
+def test_single_pgd_step_has_the_requested_size(trained, norm):
+    model, inputs, targets = trained
+    eps = 0.1 if norm == "inf" else 0.5
+    x = pgd(model, inputs, targets, eps, norm=norm, steps=1, step_size=0.4 * eps, random_start=False)
+    delta = (x - inputs).flatten(1)
+    moved = delta.abs().sum(dim=1) > 0  # the clean input may be kept if it is already worse
+    assert moved.float().mean() > 0.9
+    size = delta.abs().amax(dim=1) if norm == "inf" else delta.norm(dim=1)
+    assert torch.allclose(size[moved], torch.tensor(0.4 * eps), rtol=1e-5)
+
+
 def test_more_steps_and_restarts_never_help_the_model(trained):
     model, inputs, targets = trained
     eps, size = 0.1, 0.02
@@ -240,7 +269,7 @@ class Untouchable(nn.Module):
         (lambda m, x, y: robust_accuracy(m, (x, y), [0.1], "pgd", steps=0), "steps"),
         (lambda m, x, y: AdversarialTransform(1.5, 0.1), "fraction"),
         (lambda m, x, y: AdversarialTransform(0.5, -0.1), "eps"),
-        (lambda m, x, y: AdversarialTransform(0.5, 0.1, method="bim"), "method|attack"),
+        (lambda m, x, y: AdversarialTransform(0.5, 0.1, method="bim"), "method"),
         (lambda m, x, y: AdversarialTransform(0.5, 0.1, "pgd", norm="l2"), "norm"),
     ],
 )

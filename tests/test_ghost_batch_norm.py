@@ -45,7 +45,9 @@ def test_running_stats_follow_sequential_chunk_updates():
             plain(chunk)
         assert int(ghost.num_batches_tracked) == 3
         for name in ("running_mean", "running_var", "num_batches_tracked"):
-            torch.testing.assert_close(getattr(ghost, name), getattr(plain, name), rtol=0, atol=1e-7)
+            torch.testing.assert_close(
+                getattr(ghost, name), getattr(plain, name), rtol=0, atol=1e-7
+            )
 
 
 def test_running_stat_update_formula():

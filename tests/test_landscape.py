@@ -172,8 +172,9 @@ def test_direction_can_include_bias_and_bn():
     model = make_model(0)
     direction = random_direction(model, seed=3, ignore=("bias",))
     assert torch.count_nonzero(direction["0.bias"]) == 0
+    params = dict(model.named_parameters())
     for name in ("1.weight", "1.bias"):  # batch-norm parameters: one filter each
-        torch.testing.assert_close(direction[name].norm(), dict(model.named_parameters())[name].norm())
+        torch.testing.assert_close(direction[name].norm(), params[name].norm())
     included = random_direction(model, seed=3, ignore=())
     assert all(torch.count_nonzero(d) > 0 for k, d in included.items() if k != "1.bias")
     # Batch-norm biases start at zero: normalized to their norm, the direction is zero.

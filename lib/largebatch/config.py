@@ -114,13 +114,13 @@ class RunConfig:
         return tuple(m * scale for m in self.milestones)
 
 
-def _accepts(hint: Any, value: Any) -> bool:
+def accepts(hint: Any, value: Any) -> bool:
     """Whether ``value`` fits the annotation ``hint`` (ints are accepted for floats)."""
     origin = typing.get_origin(hint)
     if hint is Any:
         return True
     if origin in (typing.Union, types.UnionType):
-        return any(_accepts(arg, value) for arg in typing.get_args(hint))
+        return any(accepts(arg, value) for arg in typing.get_args(hint))
     if hint is type(None):
         return value is None
     if hint is float:
@@ -131,13 +131,14 @@ def _accepts(hint: Any, value: Any) -> bool:
         if not isinstance(value, (tuple, list)):
             return False
         args = [a for a in typing.get_args(hint) if a is not Ellipsis]
-        return all(_accepts(args[0], v) for v in value) if args else True
+        return all(accepts(args[0], v) for v in value) if args else True
     if origin is dict:
         return isinstance(value, dict)
     return isinstance(value, hint)
 
 
 def describe_type(hint: Any) -> str:
+    """Readable name of a type hint, for error messages."""
     return str(hint).replace("typing.", "") if not isinstance(hint, type) else hint.__name__
 
 
@@ -145,7 +146,7 @@ def _check_types(config: RunConfig) -> None:
     hints = typing.get_type_hints(RunConfig)
     for f in fields(config):
         value = getattr(config, f.name)
-        if not _accepts(hints[f.name], value):
+        if not accepts(hints[f.name], value):
             raise ConfigError(f"{f.name} must be of type {describe_type(hints[f.name])}, "
                               f"got {value!r} ({type(value).__name__})")
 

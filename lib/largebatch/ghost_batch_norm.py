@@ -27,7 +27,8 @@ _PLAIN_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 def _check_ghost_batch_size(ghost_batch_size: int) -> int:
     """Return ``ghost_batch_size`` if it is an integer >= 1, else raise ValueError."""
-    if isinstance(ghost_batch_size, bool) or not isinstance(ghost_batch_size, int) or ghost_batch_size < 1:
+    is_int = isinstance(ghost_batch_size, int) and not isinstance(ghost_batch_size, bool)
+    if not is_int or ghost_batch_size < 1:
         raise ValueError(f"ghost_batch_size must be an integer >= 1, got {ghost_batch_size!r}")
     return ghost_batch_size
 

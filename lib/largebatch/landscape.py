@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Mapping, Sequence, Union
@@ -53,9 +54,8 @@ def _batches(data: Data, batch_size: int) -> Iterator[Batch]:
 
 def _device(model: nn.Module) -> torch.device:
     """Device of the model's first parameter or buffer (CPU when it has none)."""
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
+    tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return torch.device("cpu") if tensor is None else tensor.device
 
 
 @contextlib.contextmanager
@@ -185,7 +185,8 @@ def random_direction(
     With ``filter_normalize`` each filter of the direction -- a slice along dim 0: a
     conv filter, a row of a linear weight -- is rescaled to the norm of the same
     filter of the weights, ``d_i <- d_i / ||d_i|| * ||theta_i||``. A parameter with
-    at most one dimension is one filter as a whole.
+    at most one dimension is one filter as a whole (so a zero-initialized one, like
+    a fresh batch-norm bias, gets a zero direction).
 
     ``ignore`` names parameter groups whose direction is zero: ``"bn"`` the
     parameters of normalization layers, ``"bias"`` the other parameters named
@@ -208,7 +209,8 @@ def random_direction(
             weight = param.detach().to("cpu", torch.float64)
             rows = d.reshape(len(d), -1) if d.dim() > 1 else d.reshape(1, -1)
             weight_rows = weight.reshape(rows.shape)
-            rows *= weight_rows.norm(dim=1, keepdim=True) / (rows.norm(dim=1, keepdim=True) + 1e-10)
+            scale = weight_rows.norm(dim=1, keepdim=True) / (rows.norm(dim=1, keepdim=True) + 1e-10)
+            rows *= scale
         direction[name] = d.to(param.device, param.dtype)
     return direction
 
@@ -363,7 +365,8 @@ def keskar_sharpness(
         gram, projection = (basis.T @ basis).double(), (basis.T @ x).double()
         bound = eps * (torch.linalg.solve(gram, projection).abs() + 1)
     bound = bound.cpu().numpy()
-    start = (2 * torch.rand(len(bound), generator=generator, dtype=torch.float64) - 1).numpy() * bound
+    uniform = torch.rand(len(bound), generator=generator, dtype=torch.float64).numpy()
+    start = (2 * uniform - 1) * bound
     evaluations: list[float] = []
 
     def negative_loss(y: np.ndarray) -> tuple[float, np.ndarray]:

@@ -1,0 +1,44 @@
+"""Helpers for the chapter notebooks: parameter checks and glued numbers.
+
+Each notebook's parameters cell gives every parameter a type hint and a comment;
+papermill injects new values below it. :func:`check_parameters` compares every
+value with its hint, so a wrong type fails in the first cells with a message
+that names the parameter, before any compute.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from largebatch.config import ConfigError, accepts, describe_type
+
+
+def check_parameters(namespace: Mapping[str, Any]) -> None:
+    """Check every annotated variable of a notebook namespace against its type hint."""
+    for name, hint in namespace.get("__annotations__", {}).items():
+        if name not in namespace:
+            raise ConfigError(f"parameter {name} is declared but has no value")
+        value = namespace[name]
+        if not accepts(hint, value):
+            raise ConfigError(f"parameter {name} must be of type {describe_type(hint)}, "
+                              f"got {value!r} ({type(value).__name__})")
+
+
+def check_choice(name: str, value: Any, allowed: Sequence[Any]) -> None:
+    """Fail with a clear message if a parameter is not one of the allowed values."""
+    if value not in allowed:
+        raise ConfigError(f"parameter {name} must be one of {', '.join(map(str, allowed))}, got {value!r}")
+
+
+def check_positive(name: str, values: Any) -> None:
+    """Fail unless a number (or every number of a list) is positive."""
+    items = values if isinstance(values, (list, tuple)) else [values]
+    if not items or any(v <= 0 for v in items):
+        raise ConfigError(f"parameter {name} must be positive (every entry of a non-empty list), got {values!r}")
+
+
+def glue(name: str, value: Any, display: bool = False) -> None:
+    """Glue a value into the book's prose (``{glue:text}`name```), and keep it in the notebook."""
+    from myst_nb import glue as myst_glue
+
+    myst_glue(name, value, display=display)
