@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -73,7 +75,7 @@ notebook.glue("small_updates", small["steps"])
 notebook.glue("large_updates", large["steps"])
 notebook.glue("small_test_accuracy", small["test_accuracy"])
 notebook.glue("large_test_accuracy", large["test_accuracy"])
-notebook.glue("accuracy_gap", abs(gap))
+notebook.glue("accuracy_gap", 100 * abs(gap))
 notebook.glue("gap_direction", "lower" if gap > 0 else "higher or equal")
 
 # %% [markdown]
@@ -83,7 +85,7 @@ notebook.glue("gap_direction", "lower" if gap > 0 else "higher or equal")
 # updates and reached a test accuracy of {glue:text}`small_test_accuracy:.1%`; with batch
 # size {glue:text}`large_batch` it made only {glue:text}`large_updates` updates in the same
 # number of epochs and reached {glue:text}`large_test_accuracy:.1%`, which is
-# {glue:text}`gap_direction` by {glue:text}`accuracy_gap:.1%` (points of accuracy).
+# {glue:text}`gap_direction` by {glue:text}`accuracy_gap:.1f` percentage points.
 #
 # Whether this gap is a property of *sharp minima* {cite}`keskar2017large,yao2018hessian`
 # or simply of *too few updates* {cite}`hoffer2017train` is what the following chapters

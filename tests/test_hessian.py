@@ -265,7 +265,6 @@ def test_slq_with_full_steps_recovers_spectrum():
                            start="gaussian")
     for nodes in res.nodes:
         torch.testing.assert_close(nodes, values.sort().values, rtol=0, atol=1e-10)
-    assert res.moment(3) == pytest.approx(float((values ** 3).mean()), abs=1.0)
     grid = torch.linspace(-5, 6, 2001, dtype=F64)
     custom = spectral_density(MatrixOperator(_spectrum_matrix(values.tolist())), num_steps=6, grid=grid,
                               sigma=0.1)
@@ -398,7 +397,7 @@ def test_unused_parameters_give_zero_blocks():
     batch = _data("mlp")
     op = HessianOperator(model, batch, dtype=F64)
     dense = torch.stack([op.matvec(e) for e in torch.eye(op.dim, dtype=F64)], dim=1)
-    used = 57
+    used = 51
     assert op.dim == used + 8
     assert torch.count_nonzero(dense[used:]) == 0 and torch.count_nonzero(dense[:, used:]) == 0
     torch.testing.assert_close(dense[:used, :used], exact_hessian(_mlp(), batch), rtol=1e-10, atol=1e-12)
@@ -432,8 +431,8 @@ def test_parameter_filter_gives_layer_block():
 def test_bad_arguments_fail_before_compute():
     model, batch = _mlp(), _data("mlp")
     op = HessianOperator(model, batch)
-    with pytest.raises(ValueError, match="k=58 exceeds the operator dimension 57"):
-        top_eigenvalues(op, k=58)
+    with pytest.raises(ValueError, match="k=52 exceeds the operator dimension 51"):
+        top_eigenvalues(op, k=52)
     with pytest.raises(ValueError, match="k must be at least 1"):
         top_eigenvalues(op, k=0)
     with pytest.raises(ValueError, match="tol must be positive"):
@@ -450,7 +449,7 @@ def test_bad_arguments_fail_before_compute():
         top_eigenvalues(model)
     with pytest.raises(ValueError, match="only when a model is given"):
         trace(op, batch)
-    with pytest.raises(ValueError, match=r"v must have shape \(57,\)"):
+    with pytest.raises(ValueError, match=r"v must have shape \(51,\)"):
         op.matvec(torch.ones(3))
     assert op.num_matvecs == 0
 

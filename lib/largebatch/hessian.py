@@ -670,7 +670,7 @@ def exact_hessian(model: nn.Module, data: Any, loss_fn: LossFn = F.cross_entropy
                     tensors.update({name: b.clone() for name, b in buffers.items()})
                 return _scalar_loss(loss_fn(functional_call(work, tensors, (inputs,)), targets))
 
-            total += n * torch.func.hessian(loss_of)(flat)
+            total += n * torch.func.jacrev(torch.func.jacrev(loss_of))(flat)
             count += n
     if count == 0:
         raise ValueError("data is empty: no samples were found in the batches")

@@ -120,7 +120,7 @@ def build_book(executed_dir: Path, root: Path, output: Path) -> int:
         shutil.copy2(root / name, stage / name)
     _sync_tree(root / "book", stage / "book", ignore=("notebooks",))
     _sync_tree(executed_dir, stage / "book" / "notebooks", pattern="*.ipynb")
-    command = [sys.executable, "-m", "jupyter_book", "build", str(stage), "--path-output",
+    command = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(stage), "--path-output",
                str(output), "-W", "--keep-going"]
     print("building the book:", " ".join(command), flush=True)
     return subprocess.run(command).returncode
