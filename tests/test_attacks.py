@@ -90,7 +90,9 @@ def test_robust_accuracy_curve(trained):
     model, inputs, targets = trained
     clean = accuracy(model, inputs, targets)
     for attack, kwargs in [("fgsm", {}), ("pgd", {"steps": 5, "generator": generator()})]:
-        table = robust_accuracy(model, (inputs, targets), EPSILONS[::-1], attack, clip=CLIP, **kwargs)
+        table = robust_accuracy(
+            model, (inputs, targets), EPSILONS[::-1], attack, clip=CLIP, **kwargs
+        )
         assert list(table.columns) == ["epsilon", "accuracy", "attack", "norm"]
         assert table.epsilon.tolist() == EPSILONS and (table.attack == attack).all()
         assert table.accuracy.iloc[0] == clean
@@ -108,9 +110,12 @@ def test_robust_accuracy_counts_clean_errors_and_earlier_breaks(trained):
     wrong = targets.clone()
     wrong[:50] = (targets[:50] + 1) % 3  # 50 points now misclassified clean
     table = robust_accuracy(model, (inputs, wrong), [0.0, 0.05], clip=CLIP)
-    per_eps = [1 - broken(model, fgsm(model, inputs, wrong, e, clip=CLIP), wrong).double().mean() for e in (0.0, 0.05)]
-    assert table.accuracy.iloc[0] == pytest.approx(per_eps[0].item())
-    assert table.accuracy.iloc[1] <= min(per_eps).item() + 1e-12
+    per_eps = [
+        1 - broken(model, fgsm(model, inputs, wrong, eps, clip=CLIP), wrong).double().mean().item()
+        for eps in (0.0, 0.05)
+    ]
+    assert table.accuracy.iloc[0] == pytest.approx(per_eps[0])
+    assert table.accuracy.iloc[1] <= min(per_eps) + 1e-12
     assert table.accuracy.iloc[0] <= 150 / 200
 
 
@@ -135,7 +140,9 @@ def test_point_broken_at_smaller_eps_stays_broken():
 def test_single_pgd_step_has_the_requested_size(trained, norm):
     model, inputs, targets = trained
     eps = 0.1 if norm == "inf" else 0.5
-    x = pgd(model, inputs, targets, eps, norm=norm, steps=1, step_size=0.4 * eps, random_start=False)
+    x = pgd(
+        model, inputs, targets, eps, norm=norm, steps=1, step_size=0.4 * eps, random_start=False
+    )
     delta = (x - inputs).flatten(1)
     moved = delta.abs().sum(dim=1) > 0  # the clean input may be kept if it is already worse
     assert moved.float().mean() > 0.9
@@ -196,7 +203,9 @@ def with_grads(model: nn.Module) -> dict:
     """Give half the parameters a .grad; return what every .grad should stay."""
     for i, parameter in enumerate(model.parameters()):
         parameter.grad = torch.randn_like(parameter) if i % 2 == 0 else None
-    return {name: None if p.grad is None else p.grad.clone() for name, p in model.named_parameters()}
+    return {
+        name: None if p.grad is None else p.grad.clone() for name, p in model.named_parameters()
+    }
 
 
 def assert_untouched(model: nn.Module, modes: list[bool], grads: dict, state: dict) -> None:
@@ -306,7 +315,8 @@ def test_adversarial_transform(trained):
         part_x, _ = transform(model, x, y)
         assert torch.equal(part_x[:10], all_x[:10]) and torch.equal(part_x[10:], x[10:])
 
-        pgd_x, _ = AdversarialTransform(0.5, 0.1, "pgd", clip=CLIP, steps=3, generator=generator())(model, x, y)
+        half = AdversarialTransform(0.5, 0.1, "pgd", clip=CLIP, steps=3, generator=generator())
+        pgd_x, _ = half(model, x, y)
         assert (pgd_x[:20] - x[:20]).abs().max() <= 0.1 + 1e-6 and torch.equal(pgd_x[20:], x[20:])
         assert model.training
         with pytest.raises(ValueError, match="fraction"):

@@ -58,11 +58,10 @@ def smooth_mlp(activation: type[nn.Module]) -> nn.Module:
 PIECEWISE = {"mlp": (relu_mlp, (12,)), "cnn": (relu_cnn, (1, 8, 8))}
 
 
-def sample_batch(shape: tuple[int, ...], n: int, seed: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_batch(shape: tuple[int, ...], n: int, seed: int = 2) -> tuple[torch.Tensor, ...]:
     generator = torch.Generator().manual_seed(seed)
-    return torch.randn(n, *shape, generator=generator), torch.randint(
-        0, N_CLASSES, (n,), generator=generator
-    )
+    inputs = torch.randn(n, *shape, generator=generator)
+    return inputs, torch.randint(0, N_CLASSES, (n,), generator=generator)
 
 
 @pytest.mark.parametrize("name", PIECEWISE)
@@ -138,7 +137,8 @@ def test_loss_is_convex_along_gradient_inside_a_linear_region(name):
         assert (losses.diff() > 0).all()  # ascent direction of a convex function
         # a central second difference at mid-segment matches the Hessian's quadratic form
         middle, step = reach / 2, min(reach / 4, 1e-3)
-        around = loss_along_direction(model, x, y, direction, [middle - step, middle, middle + step])
+        points = [middle - step, middle, middle + step]
+        around = loss_along_direction(model, x, y, direction, points)
         curvature = (around[0] - 2 * around[1] + around[2]) / step**2
         hessian = input_hessian(model, x + middle * direction, y)
         quadratic = direction.flatten() @ hessian @ direction.flatten()

@@ -106,7 +106,7 @@ def _direction(grad: Tensor, norm: str) -> Tensor:
     """Steepest-ascent direction of unit size in the given norm."""
     if norm == "inf":
         return grad.sign()
-    return grad / _l2_norms(grad).max().clamp_min(torch.finfo(grad.dtype).tiny)
+    return grad / _l2_norms(grad).clamp_min(torch.finfo(grad.dtype).tiny)
 
 
 def _project(x: Tensor, x0: Tensor, eps: float, norm: str, clip: Clip) -> Tensor:

@@ -17,6 +17,7 @@ import functools
 import gzip
 import os
 import pickle
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,11 +127,13 @@ def _load_mnist1d(num_samples: int, train_split: float, seed: int) -> DataBundle
 
     args = get_dataset_args()
     args.num_samples, args.train_split, args.seed = num_samples, train_split, seed
-    numpy_state = np.random.get_state()  # the generator reseeds numpy's global RNG
+    numpy_state = np.random.get_state()  # the generator reseeds numpy's and Python's global RNGs
+    python_state = random.getstate()
     try:
         raw = make_dataset(args)
     finally:
         np.random.set_state(numpy_state)
+        random.setstate(python_state)
 
     def tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         return (torch.as_tensor(x, dtype=torch.float32).unsqueeze(1),
@@ -141,10 +144,10 @@ def _load_mnist1d(num_samples: int, train_split: float, seed: int) -> DataBundle
     return _bundle("mnist1d", x_train, y_train, x_test, y_test, 10, value_range=None)
 
 
-def _missing(name: str, path: Path) -> DataNotFoundError:
+def _missing(name: str, path: Path, root: Path) -> DataNotFoundError:
     return DataNotFoundError(
         f"{name} not found: looked for {path}. Fetch it with "
-        f"largebatch.data.load({name!r}, root={str(path.parent)!r}, download=True) "
+        f"largebatch.data.load({name!r}, root={str(root)!r}, download=True) "
         f"or place the original files there (root defaults to $LARGEBATCH_DATA).")
 
 
@@ -161,7 +164,7 @@ def read_idx(path: Path) -> np.ndarray:
     """Read an idx file (the MNIST format), plain or ``.gz``."""
     with _open_maybe_gzip(path) as handle:
         data = handle.read()
-    if data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise ValueError(f"{path} is not an unsigned-byte idx file")
     ndim = data[3]
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
@@ -175,7 +178,7 @@ def _read_idx_set(name: str, root: Path):
         try:
             images, labels = read_idx(folder / images_file), read_idx(folder / labels_file)
         except FileNotFoundError as error:
-            raise _missing(name, Path(error.args[0]) if error.args else folder) from None
+            raise _missing(name, Path(error.args[0]) if error.args else folder, root) from None
         x = torch.as_tensor(images.copy(), dtype=torch.float32).div_(255).unsqueeze(1)
         splits.append((x, torch.as_tensor(labels.astype(np.int64))))
     return splits[0], splits[1], 10
@@ -195,7 +198,7 @@ def _read_cifar(name: str, root: Path):
         for file_name in split_files:
             path = folder / file_name
             if not path.exists():
-                raise _missing(name, path)
+                raise _missing(name, path, root)
             with open(path, "rb") as handle:
                 batch = pickle.load(handle, encoding="latin1")
             images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
@@ -212,7 +215,7 @@ def _read_svhn(name: str, root: Path):
     for split in ("train", "test"):
         path = root / f"{split}_32x32.mat"
         if not path.exists():
-            raise _missing(name, path)
+            raise _missing(name, path, root)
         mat = loadmat(path)
         x = torch.as_tensor(np.transpose(mat["X"], (3, 2, 0, 1)).copy(), dtype=torch.float32)
         labels = mat["y"].astype(np.int64).reshape(-1) % 10  # SVHN stores digit 0 as 10

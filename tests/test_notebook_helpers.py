@@ -1,0 +1,32 @@
+"""Notebook parameter checks: a wrong type or value names the parameter."""
+
+import pytest
+
+from largebatch.config import ConfigError
+from largebatch.notebook import check_choice, check_parameters, check_positive
+
+
+def test_check_parameters_accepts_matching_values():
+    namespace = {"__annotations__": {"epochs": int, "lr": float, "sizes": list[int], "name": str},
+                 "epochs": 3, "lr": 1, "sizes": [1, 2], "name": "x"}
+    check_parameters(namespace)
+
+
+@pytest.mark.parametrize("name, value", [("epochs", "3"), ("epochs", 2.5), ("lr", "fast"),
+                                         ("sizes", [1, "2"]), ("sizes", 4), ("name", 5)])
+def test_check_parameters_names_the_wrong_parameter(name, value):
+    namespace = {"__annotations__": {"epochs": int, "lr": float, "sizes": list[int], "name": str},
+                 "epochs": 3, "lr": 0.1, "sizes": [1, 2], "name": "x"}
+    namespace[name] = value
+    with pytest.raises(ConfigError, match=f"parameter {name} must be of type"):
+        check_parameters(namespace)
+
+
+def test_choice_and_positive():
+    check_choice("model", "a", ["a", "b"])
+    with pytest.raises(ConfigError, match="parameter model must be one of a, b"):
+        check_choice("model", "c", ["a", "b"])
+    check_positive("batch_sizes", [1, 2])
+    for bad in ([], [1, 0], -1):
+        with pytest.raises(ConfigError, match="parameter batch_sizes must be positive"):
+            check_positive("batch_sizes", bad)
