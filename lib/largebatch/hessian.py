@@ -226,15 +226,16 @@ class HessianOperator:
         grads = torch.autograd.grad(loss, self._params, create_graph=True, allow_unused=True)
         return list(grads), n
 
-    def _hvp(self, grads: list[Tensor | None], vs: list[Tensor], retain: bool) -> list[Tensor]:
+    def _hvp(self, grads: list[Tensor | None], vs: list[Tensor], retain: bool) -> Tensor:
+        """One batch's flat ``H_b v``: a backward pass through its gradient graph."""
         live = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
-        out = [torch.zeros_like(p) for p in self._params]
+        hv: Sequence[Tensor | None] = [None] * len(self._params)
         if live:
             hv = torch.autograd.grad([grads[i] for i in live], self._params,
                                      grad_outputs=[vs[i] for i in live],
                                      retain_graph=retain, allow_unused=True)
-            out = [h if h is not None else o for h, o in zip(hv, out)]
-        return out
+        return torch.cat([h.reshape(-1) if h is not None else p.new_zeros(p.numel())
+                          for h, p in zip(hv, self._params)])
 
     def matvec(self, v: Tensor) -> Tensor:
         """Return ``H v`` for a 1-D tensor ``v`` of length :attr:`dim`."""
@@ -242,7 +243,7 @@ class HessianOperator:
             raise ValueError(f"v must have shape ({self.dim},), got {tuple(v.shape)}")
         v = v.to(dtype=self.dtype, device=self.device)
         vs = [c.view_as(p) for c, p in zip(torch.split(v, self._sizes), self._params)]
-        total = torch.zeros(self.dim, dtype=self.dtype, device=self.device)
+        mean: Tensor | None = None
         count = 0
         with torch.enable_grad():
             if self._cache_graph:
@@ -255,12 +256,12 @@ class HessianOperator:
                 if n == 0:
                     continue
                 hv = self._hvp(grads, vs, retain=self._cache_graph)
-                total += n * torch.cat([h.reshape(-1) for h in hv])
                 count += n
-        if count == 0:
+                mean = hv if mean is None else mean.add_(hv - mean, alpha=n / count)  # weighted running mean
+        if mean is None:
             raise ValueError("data is empty: no samples were found in the batches")
         self.num_matvecs += 1
-        return total / count
+        return mean
 
 
 class MatrixOperator:

@@ -183,6 +183,9 @@ def build(name: str, input_shape: Sequence[int], num_classes: int,
     channels = input_shape[0]
     mean = tuple(mean) if mean is not None else (0.0,) * channels
     std = tuple(std) if std is not None else (1.0,) * channels
+    if len(mean) != channels or len(std) != channels:
+        raise ValueError(f"mean and std need one value per input channel ({channels}), "
+                         f"got {len(mean)} and {len(std)}")
     try:
         layers = MODELS[name](input_shape, num_classes, **options)
     except TypeError as error:
