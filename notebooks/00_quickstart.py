@@ -66,17 +66,15 @@ histories = {label: experiments.history(record) for label, record in records.ite
 figure = plots.learning_curves(histories, metrics=("train_loss", "test_accuracy"))
 plots.save_figure(figure, "quickstart_learning_curves")
 
-# %%
+# %% tags=["remove-input"]
 small, large = records[f"B = {small_batch}"]["final"], records[f"B = {large_batch}"]["final"]
 gap = small["test_accuracy"] - large["test_accuracy"]
-notebook.glue("small_batch", small_batch)
-notebook.glue("large_batch", large_batch)
-notebook.glue("small_updates", small["steps"])
-notebook.glue("large_updates", large["steps"])
-notebook.glue("small_test_accuracy", small["test_accuracy"])
-notebook.glue("large_test_accuracy", large["test_accuracy"])
-notebook.glue("accuracy_gap", 100 * abs(gap))
-notebook.glue("gap_direction", "lower" if gap > 0 else "higher or equal")
+notebook.glue_all({
+    "small_batch": small_batch, "large_batch": large_batch,
+    "small_updates": small["steps"], "large_updates": large["steps"],
+    "small_test_accuracy": small["test_accuracy"], "large_test_accuracy": large["test_accuracy"],
+    "accuracy_gap": 100 * abs(gap), "gap_direction": "lower" if gap > 0 else "higher or equal",
+})
 
 # %% [markdown]
 # ## What we measured

@@ -42,22 +42,36 @@ class Normalize(nn.Module):
         return (x - self.mean.view(shape)) / self.std.view(shape)
 
 
-def _mlp(in_features: int, widths: Sequence[int], num_classes: int, batch_norm: bool) -> list[nn.Module]:
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU, "tanh": nn.Tanh, "softplus": nn.Softplus, "gelu": nn.GELU,
+}
+"""Hidden-layer nonlinearities of :func:`mnist1d_mlp`: ReLU is piecewise linear, the others smooth."""
+
+
+def _mlp(in_features: int, widths: Sequence[int], num_classes: int, batch_norm: bool,
+         activation: Callable[[], nn.Module] = nn.ReLU) -> list[nn.Module]:
     layers: list[nn.Module] = [nn.Flatten()]
     for width in widths:
         layers.append(nn.Linear(in_features, width))
         if batch_norm:
             layers.append(nn.BatchNorm1d(width))
-        layers.append(nn.ReLU())
+        layers.append(activation())
         in_features = width
     layers.append(nn.Linear(in_features, num_classes))
     return layers
 
 
 def mnist1d_mlp(input_shape: tuple[int, ...], num_classes: int, width: int = 100,
-                batch_norm: bool = False) -> list[nn.Module]:
-    """Two hidden layers of ``width`` ReLU units, as in the MNIST-1D paper."""
-    return _mlp(math.prod(input_shape), [width, width], num_classes, batch_norm)
+                batch_norm: bool = False, activation: str = "relu") -> list[nn.Module]:
+    """Two hidden layers of ``width`` units, as in the MNIST-1D paper.
+
+    ``activation`` is one of :data:`ACTIVATIONS` (default ``"relu"``; the smooth ones
+    serve the input-curvature comparison of the adversarial chapter).
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+    return _mlp(math.prod(input_shape), [width, width], num_classes, batch_norm,
+                ACTIVATIONS[activation])
 
 
 def mnist1d_cnn(input_shape: tuple[int, ...], num_classes: int, width: int = 32,

@@ -42,3 +42,9 @@ def glue(name: str, value: Any, display: bool = False) -> None:
     from myst_nb import glue as myst_glue
 
     myst_glue(name, value, display=display)
+
+
+def glue_all(values: Mapping[str, Any]) -> None:
+    """Glue every named value of a mapping."""
+    for name, value in values.items():
+        glue(name, value)

@@ -58,9 +58,15 @@ def learning_curves(histories: Mapping[str, pd.DataFrame],
     return fig
 
 
-def save_figure(fig: plt.Figure, name: str, folder: str | Path = "figures") -> Path:
-    """Save a figure as PNG next to the results and return its path."""
-    path = Path(folder) / f"{name}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+def figure_dir() -> Path:
+    """Where figures are saved: ``figures/`` beside the run cache (see ``experiments``)."""
+    from largebatch.experiments import default_cache_dir
+
+    return default_cache_dir().parent / "figures"
+
+
+def save_figure(fig: plt.Figure, name: str, folder: str | Path | None = None) -> None:
+    """Save a figure as PNG with the results (``figure_dir()`` unless ``folder`` is given)."""
+    path = Path(folder) if folder is not None else figure_dir()
+    path.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path / f"{name}.png")
