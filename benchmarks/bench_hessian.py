@@ -10,7 +10,7 @@ Side by side in one run, on the same trained MNIST-1D MLP and the same batch:
 The other libraries are optional: a missing one is reported, not fatal. Install them
 without touching torch, e.g. ``.venv/bin/pip install --no-deps pyhessian``.
 
-    PYTHONPATH=lib .venv/bin/python benchmarks/bench_hessian.py          # ~2-3 min, 2 cores
+    PYTHONPATH=lib .venv/bin/python benchmarks/bench_hessian.py          # ~1-2 min on 2 cores
     PYTHONPATH=lib .venv/bin/python benchmarks/bench_hessian.py --quick  # smoke run
 
 Prints a markdown table and writes JSON to ``benchmarks/results/hessian.json``.
@@ -240,10 +240,13 @@ def product_costs(model: nn.Module, batch: tuple, repeats: int) -> dict:
         comp = ph.hessian(model, F.cross_entropy, data=batch, cuda=False)
         vs = [c.view_as(p) for c, p in zip(torch.split(v, [p.numel() for p in params]), params)]
         runs["hvp pyhessian (cached graph)"] = lambda: ph.hessian_vector_product(comp.gradsH, comp.params, vs)
-    costs = {}
-    for name, fn in runs.items():
+    for fn in runs.values():
         fn()  # warm up (and build the cached graphs)
-        costs[name] = statistics.median(timed(fn)[1] for _ in range(repeats))
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):  # interleaved rounds, so load changes hit every entry alike
+        for name, fn in runs.items():
+            seconds[name].append(timed(fn)[1])
+    costs = {name: statistics.median(s) for name, s in seconds.items()}
     model.zero_grad(set_to_none=True)
     return costs
 
@@ -268,7 +271,9 @@ def main() -> None:
     parser.add_argument("--eigenthings-steps", type=int, default=60, help="a longer hessian-eigenthings Lanczos")
     parser.add_argument("--trace-matvecs", type=int, default=100, help="HVP budget of the trace estimators")
     parser.add_argument("--repeats", type=int, default=20, help="repetitions for the HVP/gradient timing")
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch.set_num_threads (1: tiny kernels gain nothing from threads, and on a "
+                             "shared 2-core machine OpenMP oversubscription makes timings erratic)")
     parser.add_argument("--libraries", nargs="+", default=list(LIBRARIES), choices=list(LIBRARIES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
@@ -287,7 +292,7 @@ def main() -> None:
     dense, t = timed(lambda: exact_hessian(models["small"], batch))
     eig = torch.linalg.eigvalsh(dense).flip(0)
     references["small"] = dict(eigenvalues=eig[: cfg.k].tolist(), trace=float(dense.trace()),
-                               how=f"dense float64 Hessian via torch.func ({t:.1f} s)")
+                               how=f"dense float64 Hessian from exact_hessian ({t:.1f} s)")
     ref, t = timed(lambda: top_eigenvalues(models["mlp"], batch, k=cfg.k, tol=1e-10, dtype=torch.float64))
     references["mlp"] = dict(eigenvalues=ref.eigenvalues, trace=None,
                              how=f"float64 Lanczos, tol 1e-10 ({ref.num_matvecs} HVPs, {t:.1f} s)")

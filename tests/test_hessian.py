@@ -23,6 +23,15 @@ from largebatch.hessian import (
 F64 = torch.float64
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny kernels: threads only add OpenMP overhead (and stalls on a busy 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # --------------------------------------------------------------------------- fixtures
 
 
@@ -348,6 +357,7 @@ def test_eval_mode_uses_running_statistics():
     eval_hv = HessianOperator(model, batch, dtype=F64).matvec(v)
     train_hv = HessianOperator(model, batch, dtype=F64, eval_mode=False).matvec(v)
     assert not torch.allclose(eval_hv, train_hv, rtol=1e-3)
+    torch.testing.assert_close(exact_hessian(model, batch, eval_mode=False) @ v, train_hv)
     model.eval()  # the same as evaluating the model in eval mode yourself
     torch.testing.assert_close(HessianOperator(model, batch, dtype=F64).matvec(v), eval_hv)
     model.train()

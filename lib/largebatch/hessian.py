@@ -197,7 +197,9 @@ class HessianOperator:
       gradient graph of each batch and reuse it, so a product costs one backward pass
       through it; otherwise each product recomputes the forward pass and the gradient.
 
-    The operator is a snapshot: build a new one after the weights change.
+    The data must be deterministic (no augmentation; shuffling only reorders the sum).
+    Treat the operator as a snapshot -- the ``dtype`` copy is taken at construction and
+    cached graphs at the first product -- and build a new one after the weights change.
     """
 
     def __init__(self, model: nn.Module, data: Any, loss_fn: LossFn = F.cross_entropy,
@@ -313,7 +315,7 @@ class EigenResult:
 
     eigenvalues: list[float]
     eigenvectors: Tensor
-    residuals: list[float]  # ||H v - lambda v|| for each pair (v of unit norm)
+    residuals: list[float]  # ||H v - lambda v||, unit v (Lanczos: from its recurrence, no extra products)
     num_matvecs: int
     converged: bool
 
@@ -587,7 +589,7 @@ def trace(operator: Any, data: Any = None, *, method: Literal["hutchinson", "hut
 
 
 def spectral_density(operator: Any, data: Any = None, *, num_runs: int = 10, num_steps: int = 80,
-                     grid: Tensor | int = 1000, sigma: float | None = None,
+                     grid: Tensor | int | None = None, sigma: float | None = None,
                      start: Literal["rademacher", "gaussian"] = "rademacher", seed: int = 0,
                      **operator_kwargs: Any) -> DensityResult:
     """Eigenvalue density of the Hessian by stochastic Lanczos quadrature.
@@ -598,8 +600,8 @@ def spectral_density(operator: Any, data: Any = None, *, num_runs: int = 10, num
     eigenvectors, so ``sum_i w_i f(theta_i)`` estimates ``trace(f(H)) / dim`` exactly for
     polynomials ``f`` of degree below ``2 * num_steps`` (see :meth:`DensityResult.moment`).
     The density is the run average of Gaussians of width ``sigma`` (default 1% of the
-    node range) centred on the nodes, evaluated on ``grid`` (a tensor, or a number of
-    points spanning the nodes +- 5 sigma); it integrates to about 1 over such a grid.
+    node range) centred on the nodes, evaluated on ``grid``: a tensor, or a number of
+    points (default 1000) spanning the nodes +- 5 sigma, over which it integrates to ~1.
     """
     if num_runs < 1 or num_steps < 1:
         raise ValueError(f"num_runs and num_steps must be at least 1, got {num_runs} and {num_steps}")
@@ -607,6 +609,7 @@ def spectral_density(operator: Any, data: Any = None, *, num_runs: int = 10, num
         raise ValueError(f"sigma must be positive, got {sigma}")
     if start not in ("rademacher", "gaussian"):
         raise ValueError(f"start must be 'rademacher' or 'gaussian', got {start!r}")
+    grid = 1000 if grid is None else grid
     if isinstance(grid, int) and grid < 2:
         raise ValueError(f"grid needs at least 2 points, got {grid}")
     op = _operator(operator, data, operator_kwargs)
@@ -643,7 +646,11 @@ def spectral_density(operator: Any, data: Any = None, *, num_runs: int = 10, num
 def exact_hessian(model: nn.Module, data: Any, loss_fn: LossFn = F.cross_entropy,
                   params: ParamSelection = None, dtype: torch.dtype | None = torch.float64,
                   eval_mode: bool = True) -> Tensor:
-    """Dense Hessian ``(dim, dim)`` of the mean loss, for small models (via ``torch.func``).
+    """Dense Hessian ``(dim, dim)`` of the mean loss, for small models.
+
+    Differentiates the loss twice as a function of the flattened parameters
+    (``torch.func.functional_call`` + ``torch.autograd.functional.hessian``), an
+    independent route from the operator's Hessian-vector products.
 
     Same parameters, ordering, flattening, batch weighting, eval-mode handling and
     ``dtype`` semantics as :class:`HessianOperator` (``dtype=None`` keeps the model's).
@@ -671,7 +678,9 @@ def exact_hessian(model: nn.Module, data: Any, loss_fn: LossFn = F.cross_entropy
                     tensors.update({name: b.clone() for name, b in buffers.items()})
                 return _scalar_loss(loss_fn(functional_call(work, tensors, (inputs,)), targets))
 
-            total += n * torch.func.jacrev(torch.func.jacrev(loss_of))(flat)
+            # Reverse-over-reverse autograd: torch.func's transforms give wrong second
+            # derivatives for train-mode batch_norm (torch 2.13; cf. pytorch#196699).
+            total += n * torch.autograd.functional.hessian(loss_of, flat, vectorize=True)
             count += n
     if count == 0:
         raise ValueError("data is empty: no samples were found in the batches")
