@@ -18,13 +18,14 @@ Conventions shared by everything here:
 from __future__ import annotations
 
 import inspect
-from contextlib import contextmanager
-from typing import Callable, Iterable, Iterator, Sequence, Union
+from typing import Callable, Sequence, Union
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from largebatch.evaluation import Data, eval_mode, iterate_batches, model_device
 
 __all__ = [
     "AdversarialTransform",
@@ -36,22 +37,9 @@ __all__ = [
 
 LossFn = Callable[..., Tensor]
 Clip = Union[tuple[float, float], None]
-Data = Union[tuple[Tensor, Tensor], Iterable[tuple[Tensor, Tensor]]]
 
 NORMS = ("inf", "2")
 ATTACKS = ("fgsm", "pgd")
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode; restore each submodule's own mode on exit."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, training in modes:
-            module.training = training
 
 
 # ----------------------------------------------------------------------------
@@ -245,22 +233,6 @@ def _attack_function(
 # ----------------------------------------------------------------------------
 
 
-def _batches(data: Data, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
-    """Split a tuple of tensors into batches; pass an iterable's batches through."""
-    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], Tensor):
-        inputs, targets = data
-        for start in range(0, len(inputs), batch_size):
-            yield inputs[start : start + batch_size], targets[start : start + batch_size]
-    else:
-        for inputs, targets in data:
-            yield inputs, targets
-
-
-def _model_device(model: nn.Module) -> torch.device | None:
-    parameter = next(model.parameters(), None)
-    return None if parameter is None else parameter.device
-
-
 def robust_accuracy(
     model: nn.Module,
     data: Data,
@@ -292,11 +264,11 @@ def robust_accuracy(
     if batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     ordered = sorted(set(float(eps) for eps in epsilons))
-    device = _model_device(model)
+    device = model_device(model)
     robust = torch.zeros(len(ordered), dtype=torch.long)
     total = 0
     with eval_mode(model):
-        for inputs, targets in _batches(data, batch_size):
+        for inputs, targets in iterate_batches(data, batch_size):
             inputs, targets = inputs.to(device), targets.to(device)
             with torch.no_grad():
                 still_correct = model(inputs).argmax(dim=1) == targets

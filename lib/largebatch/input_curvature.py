@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, hessian, jacrev
 
-from .attacks import eval_mode
+from largebatch.evaluation import eval_mode
 
 __all__ = [
     "DEFAULT_TOL",

@@ -17,12 +17,9 @@ gradients and train/eval mode.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import itertools
-import math
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Mapping, Sequence, Union
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,78 +28,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-Batch = tuple[Tensor, Tensor]
-Data = Union[Batch, Iterable[Batch]]
-LossFn = Callable[[Tensor, Tensor], Tensor]
-Direction = dict[str, Tensor]
+from largebatch.evaluation import (DEFAULT_BATCH_SIZE, Data, LossFn, eval_mode, evaluate,
+                                   iterate_batches, model_device)
 
-DEFAULT_BATCH_SIZE = 1024
+Direction = dict[str, Tensor]
 _NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
 # ---------------------------------------------------------------- evaluation
 
 
-def _batches(data: Data, batch_size: int) -> Iterator[Batch]:
-    """Yield ``(inputs, targets)`` batches from a tensor pair or an iterable of batches."""
-    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], Tensor):
-        inputs, targets = data
-        yield from zip(inputs.split(batch_size), targets.split(batch_size))
-    else:
-        yield from data
-
-
-def _device(model: nn.Module) -> torch.device:
-    """Device of the model's first parameter or buffer (CPU when it has none)."""
-    tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
-    return torch.device("cpu") if tensor is None else tensor.device
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put every submodule in eval mode; restore each one's own flag afterwards."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, training in modes:
-            module.training = training
-
-
 def _trainable(model: nn.Module) -> dict[str, nn.Parameter]:
     """Trainable parameters by name, in ``model.parameters()`` order."""
     return {name: p for name, p in model.named_parameters() if p.requires_grad}
-
-
-def evaluate(
-    model: nn.Module,
-    data: Data,
-    loss_fn: LossFn = F.cross_entropy,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-) -> dict[str, float]:
-    """Mean loss and accuracy of ``model`` on ``data``, in eval mode (mode restored).
-
-    ``loss_fn`` must return the mean over its batch; batches are weighted by size.
-    Accuracy is the top-1 rate for ``(N, classes)`` logits and ``(N,)`` class
-    targets, and NaN for any other output (e.g. regression).
-    """
-    device = _device(model)
-    loss_sum, correct, count, classification = 0.0, 0, 0, True
-    with _eval_mode(model), torch.no_grad():
-        for inputs, targets in _batches(data, batch_size):
-            inputs, targets = inputs.to(device), targets.to(device)
-            logits = model(inputs)
-            n = len(targets)
-            loss_sum += float(loss_fn(logits, targets)) * n
-            if classification and logits.dim() == 2 and targets.dim() == 1:
-                correct += int((logits.argmax(dim=1) == targets).sum())
-            else:
-                classification = False
-            count += n
-    if count == 0:
-        raise ValueError("no samples in data")
-    return {"loss": loss_sum / count, "accuracy": correct / count if classification else math.nan}
 
 
 # ------------------------------------------------------------- interpolation
@@ -306,10 +244,10 @@ def _loss_and_grad(
     model: nn.Module, params: list[nn.Parameter], data: Data, loss_fn: LossFn, batch_size: int
 ) -> tuple[float, Tensor]:
     """Mean loss over ``data`` and its flat gradient, without touching ``.grad``."""
-    device = _device(model)
+    device = model_device(model)
     loss_sum, count = 0.0, 0
     grad = torch.zeros(sum(p.numel() for p in params), dtype=params[0].dtype, device=device)
-    for inputs, targets in _batches(data, batch_size):
+    for inputs, targets in iterate_batches(data, batch_size):
         inputs, targets = inputs.to(device), targets.to(device)
         loss = loss_fn(model(inputs), targets)
         grads = torch.autograd.grad(loss, params, allow_unused=True)
@@ -380,7 +318,7 @@ def keskar_sharpness(
 
     f_x = evaluate(model, data, loss_fn, batch_size)["loss"]
     try:
-        with _eval_mode(model), torch.enable_grad():
+        with eval_mode(model), torch.enable_grad():
             scipy.optimize.minimize(
                 negative_loss, start, jac=True, method="L-BFGS-B",
                 bounds=np.stack([-bound, bound], axis=1), options={"maxiter": max_iter},

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from largebatch.callbacks import Callback, TrainState
 from largebatch.config import ConfigError, RunConfig
+from largebatch.evaluation import evaluate
 
 InputTransform = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -81,26 +82,6 @@ def learning_rate(config: RunConfig, batch_size: int, epoch_progress: float,
     if config.warmup_epochs > 0 and epoch_progress < config.warmup_epochs:
         peak = config.lr + (peak - config.lr) * epoch_progress / config.warmup_epochs
     return peak * schedule_factor(config, epoch_progress, total_epochs)
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, data: TensorDataset, batch_size: int = 2048) -> dict[str, float]:
-    """Mean cross-entropy loss and accuracy over a data set, in eval mode (mode restored)."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    inputs, targets = data.tensors
-    total_loss, correct = 0.0, 0
-    try:
-        for start in range(0, len(targets), batch_size):
-            x = inputs[start:start + batch_size].to(device)
-            y = targets[start:start + batch_size].to(device)
-            logits = model(x)
-            total_loss += F.cross_entropy(logits, y, reduction="sum").item()
-            correct += (logits.argmax(1) == y).sum().item()
-    finally:
-        model.train(was_training)
-    return {"loss": total_loss / len(targets), "accuracy": correct / len(targets)}
 
 
 def _micro_batches(batch_size: int, micro_batch_size: int | None) -> list[tuple[int, int]]:
