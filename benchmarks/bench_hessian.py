@@ -23,7 +23,6 @@ import importlib
 import importlib.metadata
 import json
 import platform
-import statistics
 import time
 import traceback
 from pathlib import Path
@@ -34,7 +33,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from largebatch.hessian import HessianOperator, exact_hessian, top_eigenvalues, trace
+from largebatch.hessian import exact_hessian, top_eigenvalues, trace
+from largebatch.hessian_diagnostics import product_timings
 
 RESULTS = Path(__file__).resolve().parent / "results" / "hessian.json"
 
@@ -224,31 +224,17 @@ def version(dist: str) -> str | None:
 
 def product_costs(model: nn.Module, batch: tuple, repeats: int) -> dict:
     """Median seconds of one gradient and of one HVP (cached graph, recomputed, PyHessian)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    x, y = batch
-
-    def gradient() -> None:
-        torch.autograd.grad(F.cross_entropy(model(x), y), params)
-
-    cached = HessianOperator(model, batch)
-    fresh = HessianOperator(model, batch, cache_graph=False)
-    v = torch.randn(cached.dim)
-    runs: dict[str, Callable[[], Any]] = {"gradient": gradient, "hvp ours (cached graph)": lambda: cached.matvec(v),
-                                          "hvp ours (recomputed graph)": lambda: fresh.matvec(v)}
+    extra: dict[str, Callable[[], Any]] = {}
     if version("pyhessian"):
         ph = importlib.import_module("pyhessian.hessian")
         comp = ph.hessian(model, F.cross_entropy, data=batch, cuda=False)
+        params = [p for p in model.parameters() if p.requires_grad]
+        v = torch.randn(sum(p.numel() for p in params))
         vs = [c.view_as(p) for c, p in zip(torch.split(v, [p.numel() for p in params]), params)]
-        runs["hvp pyhessian (cached graph)"] = lambda: ph.hessian_vector_product(comp.gradsH, comp.params, vs)
-    for fn in runs.values():
-        fn()  # warm up (and build the cached graphs)
-    seconds: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):  # interleaved rounds, so load changes hit every entry alike
-        for name, fn in runs.items():
-            seconds[name].append(timed(fn)[1])
-    costs = {name: statistics.median(s) for name, s in seconds.items()}
+        extra["hvp pyhessian (cached graph)"] = lambda: ph.hessian_vector_product(comp.gradsH, comp.params, vs)
+    timings = product_timings(model, batch, repeats, extra=extra)
     model.zero_grad(set_to_none=True)
-    return costs
+    return {("hvp ours" + name[3:] if name.startswith("hvp (") else name): t for name, t in timings.items()}
 
 
 # --------------------------------------------------------------------------- main

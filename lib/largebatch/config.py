@@ -66,6 +66,9 @@ class RunConfig:
     track_distance: bool = False
     hessian_top_k: int = 0  # top eigenvalues of the full-data Hessian at the end
     hessian_trace: bool = False
+    hessian_bottom_k: int = 0  # smallest (most negative) eigenvalues of the same Hessian
+    hessian_tol: float | None = None  # relative eigenvalue tolerance; None: the solver's default
+    hessian_trace_probes: int | None = None  # Hutchinson probes of the trace; None: the default
     eval_every: int = 1  # epochs between evaluations
     seed: int = 0
 
@@ -190,5 +193,10 @@ def _check_values(c: RunConfig) -> None:
     _require(c.adversarial_method in ADVERSARIAL_METHODS, "adversarial_method",
              f"must be one of {', '.join(ADVERSARIAL_METHODS)}", c.adversarial_method)
     _require(c.hessian_top_k >= 0, "hessian_top_k", "must be >= 0", c.hessian_top_k)
+    _require(c.hessian_bottom_k >= 0, "hessian_bottom_k", "must be >= 0", c.hessian_bottom_k)
+    _require(c.hessian_tol is None or (math.isfinite(c.hessian_tol) and c.hessian_tol > 0),
+             "hessian_tol", "must be positive or None", c.hessian_tol)
+    _require(c.hessian_trace_probes is None or c.hessian_trace_probes >= 2, "hessian_trace_probes",
+             "must be an integer >= 2 or None", c.hessian_trace_probes)
     _require(c.eval_every >= 1, "eval_every", "must be >= 1", c.eval_every)
     _require(c.seed >= 0, "seed", "must be >= 0", c.seed)

@@ -36,6 +36,7 @@ from largebatch.train import evaluate, fit
 
 RECORD_FILE = "record.json"
 CHECKPOINT_FILE = "model.pt"
+SINGLE_BATCH_HESSIAN_SAMPLES = 8192  # up to this many training samples, Hessians use one batch
 
 __all__ = ["RunConfig", "ConfigError", "run", "sweep", "results", "load_model", "load_data",
            "build_model", "validate", "default_cache_dir"]
@@ -96,18 +97,44 @@ def _input_transform(config: RunConfig, bundle: data.DataBundle):
 
 
 def _hessian_metrics(config: RunConfig, model: nn.Module, bundle: data.DataBundle) -> dict[str, Any]:
-    if config.hessian_top_k == 0 and not config.hessian_trace:
+    """Curvature of the final weights: Hessian of the mean loss over the whole training set.
+
+    Top-``k`` and bottom-``k`` eigenvalues (Lanczos, ``which="LA"`` / ``"SA"``, relative
+    tolerance ``config.hessian_tol``) and the Hutchinson trace, in eval mode.
+    """
+    if config.hessian_top_k == 0 and config.hessian_bottom_k == 0 and not config.hessian_trace:
         return {}
     from largebatch import hessian
 
-    loader = torch.utils.data.DataLoader(bundle.train, batch_size=1024)
+    # A small training set is one batch whose gradient graph is kept between products
+    # (about twice as fast); a large one is streamed in batches of 1024.
+    if len(bundle.train) <= SINGLE_BATCH_HESSIAN_SAMPLES:
+        loader: Any = bundle.train.tensors
+    else:
+        loader = torch.utils.data.DataLoader(bundle.train, batch_size=1024)
+    solver: dict[str, Any] = {} if config.hessian_tol is None else {"tol": config.hessian_tol}
     metrics: dict[str, Any] = {}
+    matvecs = 0
     if config.hessian_top_k > 0:
-        top = hessian.top_eigenvalues(model, loader, k=config.hessian_top_k, seed=config.seed)
+        top = hessian.top_eigenvalues(model, loader, k=config.hessian_top_k, seed=config.seed, **solver)
         metrics["hessian_top_eigenvalues"] = list(top.eigenvalues)
         metrics["hessian_top_eigenvalue"] = top.eigenvalues[0]
+        metrics["hessian_top_converged"] = bool(top.converged)
+        matvecs += top.num_matvecs
+    if config.hessian_bottom_k > 0:
+        bottom = hessian.top_eigenvalues(model, loader, k=config.hessian_bottom_k, which="SA",
+                                         seed=config.seed, **solver)
+        metrics["hessian_bottom_eigenvalues"] = list(bottom.eigenvalues)
+        metrics["hessian_smallest_eigenvalue"] = bottom.eigenvalues[0]
+        metrics["hessian_bottom_converged"] = bool(bottom.converged)
+        matvecs += bottom.num_matvecs
     if config.hessian_trace:
-        metrics["hessian_trace"] = hessian.trace(model, loader, seed=config.seed).estimate
+        probes = {} if config.hessian_trace_probes is None else {"num_matvecs": config.hessian_trace_probes}
+        estimate = hessian.trace(model, loader, seed=config.seed, **probes)
+        metrics["hessian_trace"] = estimate.estimate
+        metrics["hessian_trace_std_error"] = estimate.std_error
+        matvecs += estimate.num_matvecs
+    metrics["hessian_matvecs"] = matvecs
     return metrics
 
 

@@ -34,6 +34,8 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
+#: Progress hook of :func:`top_eigenvalues`: (products so far, current estimates).
+EigenCallback = Callable[[int, list[float]], None]
 Batch = tuple[Tensor, Tensor]
 #: Which parameters: all trainable ones (None), a filter ``(name, param) -> bool``, or names.
 ParamSelection = Union[None, Callable[[str, nn.Parameter], bool], str, Sequence[str]]
@@ -41,6 +43,7 @@ Which = Literal["LA", "LM", "SA"]
 
 __all__ = [
     "DensityResult",
+    "EigenCallback",
     "EigenResult",
     "HessianOperator",
     "LinearOperator",
@@ -134,10 +137,9 @@ def _prepare(batch: Any, device: torch.device, dtype: torch.dtype | None) -> tup
 
 @contextmanager
 def _training_flags(model: nn.Module, eval_mode: bool) -> Iterator[None]:
-    """Put ``model`` in eval mode (if asked) and restore every submodule's flag afterwards."""
+    """Put ``model`` in eval or train mode and restore every submodule's flag afterwards."""
     flags = [(m, m.training) for m in model.modules()]
-    if eval_mode:
-        model.eval()
+    model.train(not eval_mode)
     try:
         yield
     finally:
@@ -189,8 +191,9 @@ class HessianOperator:
       parameter names). Parameters the loss does not use get zero rows/columns.
     * ``eval_mode=True`` (default): products run in eval mode, so BatchNorm uses its
       running statistics and dropout is off; each submodule's mode is restored after.
-      With ``eval_mode=False`` BatchNorm uses batch statistics (its running statistics
-      are not updated) and the Hessian is the average of per-batch Hessians.
+      With ``eval_mode=False`` they run in train mode, whatever mode the model is in:
+      BatchNorm uses batch statistics (its running statistics are not updated) and the
+      Hessian is the average of per-batch Hessians.
     * ``dtype``: e.g. ``torch.float64`` evaluates a converted deep copy of the model
       (inputs and floating targets cast too); the user's model is not changed.
     * ``cache_graph`` (default: True for a single batch, False otherwise): keep the
@@ -421,10 +424,13 @@ def _order(theta: Tensor, which: Which) -> Tensor:
 
 
 def _lanczos(op: LinearOperator, k: int, which: Which, tol: float, max_iter: int,
-             krylov_dim: int, gen: torch.Generator) -> EigenResult:
+             krylov_dim: int, gen: torch.Generator, callback: EigenCallback | None = None) -> EigenResult:
     kry = _Krylov(op, krylov_dim, _gaussian(op.dim, gen, op.dtype, op.device), gen)
     while True:
         kry.step()
+        if callback is not None:
+            theta, _ = kry.ritz()
+            callback(kry.matvecs, theta[_order(theta, which)[:k]].tolist())
         if kry.size >= k:
             theta, s = kry.ritz()
             order = _order(theta, which)
@@ -446,11 +452,14 @@ def _lanczos(op: LinearOperator, k: int, which: Which, tol: float, max_iter: int
 
 
 def _deflated_power(op: LinearOperator, k: int, tol: float, max_iter: int, gen: torch.Generator,
-                    shift: float = 0.0) -> tuple[list[float], list[Tensor], list[float], int, bool]:
+                    shift: float = 0.0, which: Which = "LM", callback: EigenCallback | None = None,
+                    offset: int = 0) -> tuple[list[float], list[Tensor], list[float], int, bool]:
     """Largest-magnitude eigenpairs of ``op + shift I``, one at a time (PyHessian's scheme).
 
     Each pair iterates ``v <- (H v) / ||H v||`` with ``v`` kept orthogonal to the pairs
     already found, until the Rayleigh quotient changes by at most ``tol`` relative.
+    ``callback`` gets ``offset`` plus the products so far and the values found so far with
+    the current Rayleigh quotient (shift removed), ordered as ``which`` asks.
     """
     values: list[float] = []
     vectors: list[Tensor] = []
@@ -471,6 +480,9 @@ def _deflated_power(op: LinearOperator, k: int, tol: float, max_iter: int, gen: 
             # A zero product means v lies in the null space: the eigenvalue left is 0.
             converged = abs(new - value) <= tol * abs(value) or float(w.norm()) == 0.0
             value, vector = new, v
+            if callback is not None:
+                current = [x - shift for x in values] + [value - shift]
+                callback(offset + matvecs, [current[i] for i in _order(torch.tensor(current), which)])
             if converged:
                 break
             v = w
@@ -482,15 +494,17 @@ def _deflated_power(op: LinearOperator, k: int, tol: float, max_iter: int, gen: 
 
 
 def _power(op: LinearOperator, k: int, which: Which, tol: float, max_iter: int,
-           gen: torch.Generator) -> EigenResult:
-    values, vectors, residuals, matvecs, converged = _deflated_power(op, k, tol, max_iter, gen)
+           gen: torch.Generator, callback: EigenCallback | None = None) -> EigenResult:
+    values, vectors, residuals, matvecs, converged = _deflated_power(op, k, tol, max_iter, gen,
+                                                                     which=which, callback=callback)
     wrong_sign = {"LA": any(v < 0 for v in values), "SA": any(v > 0 for v in values), "LM": False}
     if wrong_sign[which]:
         # The largest magnitudes include the other end of the spectrum: shift it so the
         # wanted end has the largest magnitude (|shift| >= spectral radius) and restart.
         radius = max(abs(v) for v in values)
         shift = radius if which == "LA" else -radius
-        values, vectors, residuals, more, converged = _deflated_power(op, k, tol, max_iter, gen, shift)
+        values, vectors, residuals, more, converged = _deflated_power(op, k, tol, max_iter, gen, shift,
+                                                                      which, callback, matvecs)
         matvecs += more
     key = {"LA": lambda i: -values[i], "SA": lambda i: values[i], "LM": lambda i: -abs(values[i])}
     order = sorted(range(k), key=key[which])
@@ -506,7 +520,8 @@ def _power(op: LinearOperator, k: int, which: Which, tol: float, max_iter: int,
 def top_eigenvalues(operator: Any, data: Any = None, k: int = 1, *,
                     method: Literal["lanczos", "power"] = "lanczos", which: Which = "LA",
                     tol: float = 1e-6, max_iter: int | None = None, krylov_dim: int | None = None,
-                    seed: int = 0, **operator_kwargs: Any) -> EigenResult:
+                    seed: int = 0, callback: EigenCallback | None = None,
+                    **operator_kwargs: Any) -> EigenResult:
     """Top-``k`` eigenpairs of the Hessian (or of any symmetric operator).
 
     ``operator`` is an operator, or a model (then ``data`` and ``operator_kwargs`` build
@@ -527,6 +542,12 @@ def top_eigenvalues(operator: Any, data: Any = None, k: int = 1, *,
 
     Eigenvalues come in the order ``which`` asks for; eigenvectors are unit rows of a
     ``(k, dim)`` tensor. ``converged`` tells whether every pair met the tolerance.
+
+    ``callback(num_matvecs, estimates)``, if given, is called after every product with
+    the products spent so far and the current estimates, in the order ``which`` asks
+    for: the (at most ``k``) wanted Ritz values for Lanczos; for power iteration the
+    eigenvalues already found plus the current Rayleigh quotient. It records
+    convergence histories at no extra products (see ``hessian_diagnostics``).
     """
     if method not in ("lanczos", "power"):
         raise ValueError(f"method must be 'lanczos' or 'power', got {method!r}")
@@ -544,11 +565,11 @@ def top_eigenvalues(operator: Any, data: Any = None, k: int = 1, *,
         raise ValueError(f"k={k} exceeds the operator dimension {op.dim}")
     gen = _generator(seed)
     if method == "power":
-        return _power(op, k, which, tol, max_iter or 1000, gen)
+        return _power(op, k, which, tol, max_iter or 1000, gen, callback)
     basis = min(op.dim, krylov_dim or max(2 * k + 1, 20))
     if basis <= k and basis < op.dim:
         raise ValueError(f"krylov_dim must exceed k={k}, got {krylov_dim}")
-    return _lanczos(op, k, which, tol, max_iter or max(300, 30 * k), basis, gen)
+    return _lanczos(op, k, which, tol, max_iter or max(300, 30 * k), basis, gen, callback)
 
 
 def trace(operator: Any, data: Any = None, *, method: Literal["hutchinson", "hutch++"] = "hutchinson",

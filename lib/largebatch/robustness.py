@@ -1,0 +1,581 @@
+"""Adversarial robustness of trained runs: grids, cached curves, tables and verdicts.
+
+The analysis behind the chapter "Large batches are easier to attack", written once
+so that notebooks only call it:
+
+* :func:`scaling_grid` -- the runs of a batch-size study under two learning-rate
+  regimes (fixed learning rate, or learning rate proportional to the batch size) and
+  several momenta, sharing the runs where the regimes coincide.
+* :func:`robust_curve` -- robust accuracy against epsilon of one finished run
+  (:func:`largebatch.attacks.robust_accuracy`), cached next to the run's record.
+* :func:`robustness_table` -- one row per run, attack and epsilon, with the run's
+  labels, clean test accuracy and top Hessian eigenvalue; :func:`per_run` adds the
+  area under each robust-accuracy curve; :func:`summarize` gives mean and standard
+  error over seeds.
+* :func:`compare`, :func:`verdict`, :func:`combine_verdicts` -- the stated criteria that
+  turn measured differences into the verdicts printed in the book.
+* :func:`input_curvature_table`, :func:`gradient_line`, :func:`convexity_table` -- the
+  input-space curvature checks of the "saddle-free" claim (piecewise-linear networks).
+* :func:`input_scale` -- the size of the inputs, to express epsilons relative to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from largebatch import attacks, experiments
+from largebatch.config import ConfigError, RunConfig
+from largebatch.evaluation import eval_mode
+from largebatch.input_curvature import (
+    DEFAULT_TOL,
+    input_hessian,
+    loss_along_direction,
+    same_linear_region,
+)
+from largebatch.train import lr_scale
+
+__all__ = [
+    "ROUNDOFF_FACTOR",
+    "VERDICTS",
+    "Comparison",
+    "GridRun",
+    "area_under_curve",
+    "batch_size_effect",
+    "check_epsilons",
+    "combine_verdicts",
+    "compare",
+    "convexity_table",
+    "difference_of_differences",
+    "gradient_line",
+    "input_curvature_table",
+    "input_scale",
+    "per_run",
+    "robust_curve",
+    "robustness_table",
+    "scaling_grid",
+    "select",
+    "spread_of_means",
+    "summarize",
+    "unique_configs",
+    "verdict",
+    "verdict_constant",
+]
+
+REGIMES = ("none", "linear")
+VERDICTS = ("reproduced", "partly reproduced", "not reproduced", "contradicted")
+_CURVE_FORMAT = 1  # bump when the cached robust-curve computation changes
+
+
+# ----------------------------------------------------------------------------- grids
+
+
+@dataclass(frozen=True)
+class GridRun:
+    """One run of a grid: its labels (become table columns) and its configuration."""
+
+    labels: dict[str, Any]
+    config: RunConfig
+
+
+def scaling_grid(base: RunConfig, batch_sizes: Sequence[int], seeds: Sequence[int],
+                 regimes: Sequence[str] = REGIMES, momenta: Sequence[float] | None = None,
+                 ) -> list[GridRun]:
+    """Batch-size runs under learning-rate regimes, momenta and seeds.
+
+    ``regimes`` are ``lr_scaling`` rules: ``"none"`` keeps ``base.lr`` at every batch
+    size, ``"linear"`` multiplies it by ``batch_size / min(batch_sizes)`` (the ratio
+    lr / batch size stays constant). The smallest batch size is the common reference
+    (``base_batch_size``), where every regime trains with ``base.lr``: those runs are
+    the same run (configured with ``lr_scaling="none"``) and trained once.
+    ``momenta`` defaults to ``[base.momentum]``. Labels: ``regime``, ``momentum``,
+    ``batch_size``, ``seed``.
+    """
+    if not batch_sizes or not seeds:
+        raise ValueError("batch_sizes and seeds must be non-empty")
+    unknown = [r for r in regimes if r not in ("none", "linear", "sqrt")]
+    if unknown:
+        raise ValueError(f"regimes must be lr_scaling rules (none, linear, sqrt), got {unknown}")
+    reference = min(batch_sizes)
+    runs = []
+    for regime in regimes:
+        for momentum in (momenta if momenta is not None else [base.momentum]):
+            for batch_size in batch_sizes:
+                for seed in seeds:
+                    rule = "none" if batch_size == reference else regime
+                    config = base.replace(batch_size=batch_size, lr_scaling=rule,
+                                          base_batch_size=reference, momentum=momentum, seed=seed)
+                    runs.append(GridRun({"regime": regime, "momentum": momentum,
+                                         "batch_size": batch_size, "seed": seed}, config))
+    return runs
+
+
+def unique_configs(runs: Iterable[GridRun | RunConfig]) -> list[RunConfig]:
+    """The distinct configurations of some runs, in first-seen order (to train each once)."""
+    seen: dict[str, RunConfig] = {}
+    for run in runs:
+        config = run.config if isinstance(run, GridRun) else run
+        seen.setdefault(config.key(), config)
+    return list(seen.values())
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def check_epsilons(epsilons: Sequence[float], reference_eps: float | None = None) -> None:
+    """Fail (``ConfigError``) unless ``epsilons`` are numbers >= 0 that include 0 (and the reference)."""
+    if not epsilons or any(not isinstance(e, (int, float)) or not e >= 0 for e in epsilons):
+        raise ConfigError(f"parameter epsilons must be a non-empty list of numbers >= 0, got {epsilons!r}")
+    if 0 not in epsilons:
+        raise ConfigError(f"parameter epsilons must include 0 (the clean accuracy), got {epsilons!r}")
+    if reference_eps is not None and not any(math.isclose(e, reference_eps) for e in epsilons):
+        raise ConfigError(f"parameter reference_eps must be one of epsilons {epsilons!r}, "
+                          f"got {reference_eps!r}")
+
+
+def input_scale(inputs: Tensor) -> dict[str, float]:
+    """Mean over samples of each input's RMS value and of its largest absolute value.
+
+    An L-inf perturbation of size eps changes each coordinate by at most eps, so
+    ``eps / rms`` and ``eps / linf`` say how large it is compared with the signal.
+    """
+    flat = inputs.detach().flatten(1).double()
+    return {"rms": flat.pow(2).mean(dim=1).sqrt().mean().item(),
+            "linf": flat.abs().amax(dim=1).mean().item()}
+
+
+# ----------------------------------------------------------------------------- curves
+
+
+def _curve_file(config: RunConfig, settings: dict[str, Any],
+                cache_dir: str | os.PathLike | None) -> os.PathLike:
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    return experiments.run_dir(config, cache_dir) / "robust" / f"{digest}.json"
+
+
+def robust_curve(config: RunConfig, epsilons: Sequence[float], attack: str = "pgd", *,
+                 num_points: int | None = None, steps: int = 10, restarts: int = 1,
+                 seed: int = 0, batch_size: int = 500,
+                 cache_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Robust test accuracy of a finished run for each epsilon (L-inf, input units).
+
+    The first ``num_points`` test samples (all if None) are attacked with ``attack``
+    (``"fgsm"``, or ``"pgd"`` with ``steps`` steps of ``2.5 eps / steps``, a random
+    start drawn from a generator seeded with ``seed``, and ``restarts``), clipped to
+    the data set's value range. The curve is stored next to the run's record, keyed by
+    these settings, and read from there next time. Columns: ``epsilon, accuracy,
+    attack, norm``.
+    """
+    if attack not in attacks.ATTACKS:
+        raise ValueError(f"attack must be one of {attacks.ATTACKS}, got {attack!r}")
+    if any(not eps >= 0 for eps in epsilons) or not epsilons:
+        raise ValueError(f"epsilons must be a non-empty list of numbers >= 0, got {list(epsilons)}")
+    if num_points is not None and num_points < 1:
+        raise ValueError(f"num_points must be a positive integer or None, got {num_points!r}")
+    ordered = sorted({float(e) for e in epsilons})
+    settings = {"format": _CURVE_FORMAT, "epsilons": ordered, "attack": attack,
+                "num_points": num_points}
+    if attack == "pgd":
+        settings.update(steps=steps, restarts=restarts, seed=seed)
+    path = _curve_file(config, settings, cache_dir)
+    if path.exists():
+        return pd.DataFrame(json.loads(path.read_text())["curve"])
+    model = experiments.load_model(config, cache_dir)
+    bundle = experiments.load_data(config)
+    inputs, targets = bundle.test.tensors
+    if num_points is not None:
+        inputs, targets = inputs[:num_points], targets[:num_points]
+    kwargs: dict[str, Any] = {"clip": bundle.value_range}
+    if attack == "pgd":
+        kwargs.update(steps=steps, restarts=restarts,
+                      generator=torch.Generator().manual_seed(seed))
+    curve = attacks.robust_accuracy(model, (inputs, targets), ordered, attack=attack,
+                                    batch_size=batch_size, **kwargs)
+    payload = {"settings": settings, "config_key": config.key(),
+               "num_points": len(targets), "curve": curve.to_dict(orient="list")}
+    experiments.atomic_write_bytes(path, json.dumps(payload, indent=1).encode())
+    return curve
+
+
+def _labelled(runs: Iterable[GridRun | RunConfig]) -> list[GridRun]:
+    return [run if isinstance(run, GridRun) else GridRun({}, run) for run in runs]
+
+
+def robustness_table(runs: Sequence[GridRun | RunConfig], epsilons: Sequence[float],
+                     attack_names: Sequence[str] = ("fgsm", "pgd"), *,
+                     cache_dir: str | os.PathLike | None = None, **curve_kwargs: Any,
+                     ) -> pd.DataFrame:
+    """One row per run, attack and epsilon: labels, run facts and robust accuracy.
+
+    Every run must be finished (its record cached). Columns: the run's labels (for
+    :class:`GridRun`), ``run`` (position in ``runs``), ``key``, ``batch_size``, ``lr_scaling``, ``momentum``, ``seed``,
+    ``adversarial_fraction``, ``effective_lr`` (learning rate after scaling),
+    ``status``, ``steps``, ``test_accuracy``, ``hessian_top_eigenvalue`` (NaN if not
+    measured), ``attack``, ``epsilon``, ``robust_accuracy``. A diverged run gives NaN
+    accuracies (and is not attacked). ``curve_kwargs`` go to :func:`robust_curve`.
+    """
+    rows = []
+    for index, run in enumerate(_labelled(runs)):
+        config = run.config
+        record = experiments.load_record(config, cache_dir)
+        if record is None:
+            raise FileNotFoundError(f"run {config.key()} (batch {config.batch_size}, seed "
+                                    f"{config.seed}) is not finished; call experiments.run first")
+        final = record["final"]
+        facts = {
+            "run": index, "key": config.key(), "batch_size": config.batch_size, "lr_scaling": config.lr_scaling,
+            "momentum": config.momentum, "seed": config.seed,
+            "adversarial_fraction": config.adversarial_fraction,
+            "effective_lr": config.lr * lr_scale(config.lr_scaling, config.batch_size,
+                                                 config.base_batch_size),
+            "status": record["status"], "steps": final.get("steps", math.nan),
+            "test_accuracy": final.get("test_accuracy", math.nan),
+            "hessian_top_eigenvalue": final.get("hessian_top_eigenvalue", math.nan),
+        }
+        facts.update(run.labels)
+        for attack in attack_names:
+            if record["status"] == "diverged":
+                curve = pd.DataFrame({"epsilon": sorted({float(e) for e in epsilons}),
+                                      "accuracy": math.nan})
+            else:
+                curve = robust_curve(config, epsilons, attack, cache_dir=cache_dir, **curve_kwargs)
+            for eps, accuracy in zip(curve["epsilon"], curve["accuracy"]):
+                rows.append({**facts, "attack": attack, "epsilon": float(eps),
+                             "robust_accuracy": float(accuracy)})
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- summaries
+
+
+def area_under_curve(epsilons: Sequence[float], accuracies: Sequence[float]) -> float:
+    """Mean robust accuracy over ``[min eps, max eps]`` (trapezoid rule, area / width).
+
+    A single number per curve in [0, 1]: 1 means unbreakable over the whole range, the
+    clean accuracy is an upper bound when the curve starts at eps = 0.
+    """
+    eps = np.asarray(epsilons, dtype=float)
+    acc = np.asarray(accuracies, dtype=float)
+    if eps.shape != acc.shape or eps.size == 0:
+        raise ValueError("epsilons and accuracies must be non-empty and of the same length")
+    order = np.argsort(eps)
+    eps, acc = eps[order], acc[order]
+    if eps.size == 1 or eps[-1] == eps[0]:
+        return float(acc.mean())
+    area = float(np.sum((acc[1:] + acc[:-1]) * np.diff(eps)) / 2)
+    return area / float(eps[-1] - eps[0])
+
+
+def per_run(table: pd.DataFrame, reference_eps: float | None = None) -> pd.DataFrame:
+    """One row per run and attack: every non-curve column plus ``auc`` (see
+    :func:`area_under_curve`) and, if ``reference_eps`` is given, ``robust_at_ref``
+    (the robust accuracy at that epsilon, which must be on the grid)."""
+    keys = [c for c in table.columns if c not in ("epsilon", "robust_accuracy")]
+    rows = []
+    for _, group in table.groupby(["run", "attack"], sort=False):
+        row = group.iloc[0][keys].to_dict()
+        row["auc"] = area_under_curve(group["epsilon"], group["robust_accuracy"])
+        if reference_eps is not None:
+            match = group[np.isclose(group["epsilon"], reference_eps)]
+            if match.empty:
+                raise ValueError(f"reference_eps {reference_eps} is not among the epsilons "
+                                 f"{sorted(group['epsilon'])}")
+            row["robust_at_ref"] = float(match["robust_accuracy"].iloc[0])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summarize(frame: pd.DataFrame, by: Sequence[str], values: Sequence[str]) -> pd.DataFrame:
+    """Mean, standard error of the mean and count of ``values`` within groups ``by``.
+
+    Columns ``<value>_mean``, ``<value>_sem`` (sample standard deviation / sqrt(n), NaN
+    for n < 2) and ``n`` (finite values of the first value column). NaNs (diverged
+    runs) are left out.
+    """
+    rows = []
+    for group_key, group in frame.groupby(list(by), sort=True, dropna=False):
+        group_key = group_key if isinstance(group_key, tuple) else (group_key,)
+        row = dict(zip(by, group_key))
+        for value in values:
+            data = group[value].astype(float).dropna().to_numpy()
+            row[f"{value}_mean"] = float(data.mean()) if data.size else math.nan
+            row[f"{value}_sem"] = (float(data.std(ddof=1) / math.sqrt(data.size))
+                                   if data.size > 1 else math.nan)
+        row["n"] = int(group[values[0]].astype(float).notna().sum())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def select(frame: pd.DataFrame, **where: Any) -> pd.DataFrame:
+    """Rows whose columns equal the given values (floats compared with ``np.isclose``)."""
+    mask = pd.Series(True, index=frame.index)
+    for column, value in where.items():
+        if column not in frame.columns:
+            raise KeyError(f"no column {column!r}; columns: {list(frame.columns)}")
+        if isinstance(value, float):
+            mask &= np.isclose(frame[column].astype(float), value)
+        else:
+            mask &= frame[column] == value
+    return frame[mask]
+
+
+# ----------------------------------------------------------------------------- verdicts
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``b - a`` for two samples of independent runs, with its standard error."""
+
+    mean_a: float
+    mean_b: float
+    difference: float  # mean_b - mean_a
+    std_error: float  # sqrt(var_a / n_a + var_b / n_b), NaN if a sample has < 2 values
+    n_a: int
+    n_b: int
+
+    @property
+    def z(self) -> float:
+        """Difference in units of its standard error (NaN if the error is unknown)."""
+        if not math.isfinite(self.std_error):
+            return math.nan
+        if self.std_error == 0:
+            return 0.0 if self.difference == 0 else math.copysign(math.inf, self.difference)
+        return self.difference / self.std_error
+
+
+def compare(a: Sequence[float] | pd.Series, b: Sequence[float] | pd.Series) -> Comparison:
+    """Difference of means ``b - a`` of independent samples (NaNs dropped), Welch's error."""
+    x = np.asarray(a, dtype=float)
+    y = np.asarray(b, dtype=float)
+    x, y = x[np.isfinite(x)], y[np.isfinite(y)]
+    if x.size == 0 or y.size == 0:
+        raise ValueError("compare needs at least one finite value on each side")
+    if x.size > 1 and y.size > 1:
+        error = math.sqrt(x.var(ddof=1) / x.size + y.var(ddof=1) / y.size)
+    else:
+        error = math.nan
+    return Comparison(float(x.mean()), float(y.mean()), float(y.mean() - x.mean()), error,
+                      int(x.size), int(y.size))
+
+
+def difference_of_differences(a1: Sequence[float], b1: Sequence[float], a2: Sequence[float],
+                              b2: Sequence[float]) -> Comparison:
+    """``(mean b1 - mean a1) - (mean b2 - mean a2)`` over four independent samples.
+
+    Reported as a :class:`Comparison` with ``mean_a``/``mean_b`` the two inner
+    differences (second, first), ``difference`` their difference and the Welch error of
+    the sum of four variances.
+    """
+    first, second = compare(a1, b1), compare(a2, b2)
+    error = math.sqrt(first.std_error ** 2 + second.std_error ** 2)
+    return Comparison(second.difference, first.difference, first.difference - second.difference,
+                      error, min(first.n_a, first.n_b), min(second.n_a, second.n_b))
+
+
+def batch_size_effect(frame: pd.DataFrame, metric: str, small: int, large: int,
+                      **where: Any) -> Comparison:
+    """``metric`` at batch size ``large`` minus at ``small``, over the runs matching ``where``."""
+    rows = select(frame, **where)
+    return compare(select(rows, batch_size=small)[metric], select(rows, batch_size=large)[metric])
+
+
+def spread_of_means(frame: pd.DataFrame, metric: str, by: str = "batch_size", **where: Any) -> float:
+    """Largest minus smallest group mean of ``metric`` (groups ``by``), over rows matching ``where``."""
+    means = select(frame, **where).groupby(by)[metric].mean().dropna()
+    if means.empty:
+        raise ValueError(f"no finite {metric} among the rows matching {where}")
+    return float(means.max() - means.min())
+
+
+def verdict(comparison: Comparison, expected_sign: int, z_threshold: float = 2.0) -> str:
+    """Verdict on a directional claim from one comparison.
+
+    ``"reproduced"`` when the difference has the expected sign (+1 or -1) and is at
+    least ``z_threshold`` standard errors from zero; ``"contradicted"`` when it is that
+    far on the other side; ``"not reproduced"`` (no clear difference) otherwise,
+    including when the error is unknown.
+    """
+    if expected_sign not in (1, -1):
+        raise ValueError(f"expected_sign must be +1 or -1, got {expected_sign!r}")
+    z = comparison.z
+    if math.isnan(z):
+        return "not reproduced"
+    if expected_sign * z >= z_threshold:
+        return "reproduced"
+    if expected_sign * z <= -z_threshold:
+        return "contradicted"
+    return "not reproduced"
+
+
+def verdict_constant(values: Sequence[float], tolerance: float) -> str:
+    """Verdict on an "almost constant" claim: the range of the means is within ``tolerance``."""
+    finite = [v for v in values if math.isfinite(v)]
+    if len(finite) < 2:
+        return "not reproduced"
+    return "reproduced" if max(finite) - min(finite) <= tolerance else "not reproduced"
+
+
+def combine_verdicts(verdicts: Sequence[str]) -> str:
+    """One verdict from several criteria of the same claim.
+
+    All reproduced: ``"reproduced"``; some: ``"partly reproduced"``; none, with one
+    contradicted: ``"contradicted"``; otherwise ``"not reproduced"``.
+    """
+    unknown = [v for v in verdicts if v not in VERDICTS]
+    if unknown or not verdicts:
+        raise ValueError(f"verdicts must be a non-empty list of {VERDICTS}, got {list(verdicts)}")
+    if all(v == "reproduced" for v in verdicts):
+        return "reproduced"
+    if any(v in ("reproduced", "partly reproduced") for v in verdicts):
+        return "partly reproduced"
+    if any(v == "contradicted" for v in verdicts):
+        return "contradicted"
+    return "not reproduced"
+
+
+# ----------------------------------------------------------------------------- input curvature
+
+
+ROUNDOFF_FACTOR = 100.0
+"""Multiple of float64 machine epsilon allowed as round-off (see :func:`input_curvature_table`)."""
+
+_EPS64 = float(torch.finfo(torch.float64).eps)
+
+
+def _float64_logits(model: nn.Module):
+    """``inputs -> logits`` with float64 copies of the model's floating tensors (no grad to them)."""
+    state = {name: tensor.detach().double() if tensor.is_floating_point() else tensor
+             for name, tensor in [*model.named_parameters(), *model.named_buffers()]}
+    return lambda inputs: torch.func.functional_call(model, state, (inputs,))
+
+
+def _logit_jacobian(model: nn.Module, x: Tensor) -> Tensor:
+    """Jacobian ``(C, d)`` of the logits w.r.t. one flattened input, float64, eval mode."""
+    shape = x.shape
+    with eval_mode(model):
+        logits_of = _float64_logits(model)
+        return torch.func.jacrev(lambda z: logits_of(z.view(1, *shape))[0])(
+            x.detach().double().flatten())
+
+
+def input_curvature_table(networks: Mapping[str, nn.Module], inputs: Tensor, targets: Tensor,
+                          num_classes: int, tol: float = DEFAULT_TOL,
+                          roundoff_factor: float = ROUNDOFF_FACTOR) -> pd.DataFrame:
+    """Eigenvalues of the dense float64 input Hessian, summarized per network and sample.
+
+    The Hessian is :func:`largebatch.input_curvature.input_hessian` (exact second
+    derivatives). An eigenvalue counts as zero when its magnitude is at most
+
+        threshold = max(tol * max|eig|, roundoff_factor * eps64 * ||J||_2^2),
+
+    the larger of a relative tolerance and the float64 round-off of ``J^T A J`` (``J``
+    the Jacobian of the logits, ``A`` the softmax curvature, whose entries carry an
+    absolute error of order ``eps64``). The second term matters at points classified
+    with near certainty, where every eigenvalue is itself of the order of round-off.
+
+    Columns: ``network``, ``sample``, ``label``, ``confidence`` (largest softmax
+    probability), ``min_eig``, ``max_eig``, ``threshold``, ``n_positive``,
+    ``n_negative``, ``n_nonzero``, ``psd`` (no eigenvalue below ``-threshold``),
+    ``rank_bound`` (at most ``num_classes - 1`` nonzero eigenvalues) and
+    ``negative_ratio`` (``-min_eig / max|eig|`` if not PSD, else 0).
+    """
+    rows = []
+    for name, network in networks.items():
+        for index, (x, y) in enumerate(zip(inputs, targets)):
+            h = input_hessian(network, x, y)
+            eigenvalues = torch.linalg.eigvalsh((h + h.T) / 2)
+            jacobian = _logit_jacobian(network, x)
+            with eval_mode(network), torch.no_grad():
+                confidence = torch.softmax(_float64_logits(network)(x.double().unsqueeze(0)), 1).max()
+            largest = eigenvalues.abs().max().item()
+            threshold = max(tol * largest,
+                            roundoff_factor * _EPS64 * torch.linalg.matrix_norm(jacobian, 2).item() ** 2)
+            n_negative = int((eigenvalues < -threshold).sum())
+            n_positive = int((eigenvalues > threshold).sum())
+            rows.append({
+                "network": name, "sample": index, "label": int(y), "confidence": confidence.item(),
+                "min_eig": eigenvalues.min().item(), "max_eig": eigenvalues.max().item(),
+                "threshold": threshold, "n_positive": n_positive, "n_negative": n_negative,
+                "n_nonzero": n_positive + n_negative, "psd": n_negative == 0,
+                "rank_bound": n_positive + n_negative <= num_classes - 1,
+                "negative_ratio": (-eigenvalues.min().item() / largest) if n_negative else 0.0,
+            })
+    return pd.DataFrame(rows)
+
+
+def _unit_gradient(model: nn.Module, x: Tensor, y: Tensor | int) -> Tensor:
+    """The input gradient of the loss at one sample, of unit L2 norm (float64, eval mode)."""
+    point = x.detach().to(torch.float64).unsqueeze(0).requires_grad_(True)
+    target = torch.as_tensor(y).reshape(1)
+    with eval_mode(model):
+        logits = _float64_logits(model)(point)
+        (grad,) = torch.autograd.grad(F.cross_entropy(logits, target), point)
+    grad = grad[0]
+    norm = grad.norm()
+    if norm == 0:
+        raise ValueError("the input gradient is zero at this sample; no ascent direction")
+    return grad / norm
+
+
+def gradient_line(model: nn.Module, x: Tensor, y: Tensor | int, max_step: float,
+                  num_steps: int = 33, within_region: bool = False,
+                  max_halvings: int = 30) -> tuple[Tensor, Tensor]:
+    """Loss along the normalized input gradient: ``(steps, losses)`` for ``x + a g``.
+
+    ``a`` runs over ``num_steps`` evenly spaced values in ``[0, A]`` (L2 distance in
+    input units), ``A = max_step``; with ``within_region=True``, ``A`` is halved until
+    ``x + A g`` lies in the same linear region as ``x`` (see
+    :func:`largebatch.input_curvature.same_linear_region`; regions are convex, so the
+    whole segment does), so the line stays where the network is affine.
+    """
+    if not max_step > 0 or num_steps < 3:
+        raise ValueError("max_step must be > 0 and num_steps >= 3")
+    direction = _unit_gradient(model, x, y)
+    length = float(max_step)
+    if within_region:
+        start = x.detach().to(torch.float64)
+        for _ in range(max_halvings):
+            if same_linear_region(model, start, start + length * direction):
+                break
+            length /= 2
+        else:
+            raise ValueError(f"no step above {length:.2e} stays in the linear region of this sample")
+    steps = torch.linspace(0.0, length, num_steps, dtype=torch.float64)
+    return steps, loss_along_direction(model, x, y, direction, steps)
+
+
+def convexity_table(model: nn.Module, inputs: Tensor, targets: Tensor, max_step: float,
+                    within_region: bool = False, num_steps: int = 33, tol: float = 1e-9,
+                    roundoff_factor: float = ROUNDOFF_FACTOR) -> pd.DataFrame:
+    """Is the loss convex along the gradient direction? One row per sample.
+
+    The loss is sampled with :func:`gradient_line`; its second differences
+    ``f(a-h) - 2 f(a) + f(a+h)`` must all be at least ``-allowance``, where
+    ``allowance = tol * max|f| + roundoff_factor * eps64 * (1 + max|logit at x|)``
+    covers the float64 round-off of a cross-entropy computed from logits of that size.
+    Columns: ``sample``, ``length`` (of the segment), ``min_second_difference``
+    (smallest second difference, divided by ``max|f|``), ``allowance`` (likewise
+    divided) and ``convex``.
+    """
+    rows = []
+    for index, (x, y) in enumerate(zip(inputs, targets)):
+        steps, losses = gradient_line(model, x, y, max_step, num_steps, within_region)
+        with eval_mode(model), torch.no_grad():
+            logit_size = _float64_logits(model)(x.double().unsqueeze(0)).abs().max().item()
+        second = losses[2:] - 2 * losses[1:-1] + losses[:-2]
+        size = max(losses.abs().max().item(), 1e-300)
+        allowance = tol * size + roundoff_factor * _EPS64 * (1 + logit_size)
+        rows.append({"sample": index, "length": float(steps[-1]),
+                     "min_second_difference": second.min().item() / size,
+                     "allowance": allowance / size, "convex": second.min().item() >= -allowance})
+    return pd.DataFrame(rows)
