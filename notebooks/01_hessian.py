@@ -30,13 +30,13 @@
 # which follows PyHessian {cite}`yao2020pyhessian` where that is the right choice.
 
 # %% tags=["parameters"]
-dataset: str = "mnist1d"  # data set of the trained CNN (sections 1, 6-8): mnist1d, mnist, fashion_mnist, cifar10, cifar100, svhn
+dataset: str = "mnist1d"  # data set of the trained network (sections 1, 6-8), one of largebatch.data.DATASETS
 model: str = "mnist1d_cnn"  # the trained network of sections 1 and 6-8, one of largebatch.models.MODELS
 num_samples: int = 5000  # MNIST-1D only: samples generated, 80% for training
 epochs: int = 30  # passes over the training data for the trained network
 lr: float = 0.05  # learning rate of both trainings (SGD with momentum 0.9)
 batch_size: int = 128  # training batch size of both networks
-seeds: list[int] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]  # seeds of the random estimates (start vectors, probes, batches); the first also seeds training
+seeds: list[int] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]  # seeds of start vectors, probes and batch draws; the first seeds training
 tiny_dataset: str = "mnist1d"  # data set of the tiny MLP whose Hessian is formed densely (keep it small)
 tiny_width: int = 8  # hidden width of the tiny MLP (mnist1d_mlp): 490 parameters on MNIST-1D
 tiny_epochs: int = 10  # passes over the training data for the tiny MLP
@@ -48,7 +48,7 @@ trace_budgets: list[int] = [3, 6, 12, 24, 48, 96, 192, 384]  # products per trac
 trace_matvecs: int = 30  # products per trace estimate in the cost table
 slq_runs: int = 10  # stochastic Lanczos quadrature: random start vectors
 slq_steps: int = 80  # stochastic Lanczos quadrature: Lanczos steps per start vector
-probe_batch_sizes: list[int] = [32, 64, 128, 256, 512, 1024, 2048]  # batch sizes of the single-batch top-eigenvalue estimates
+probe_batch_sizes: list[int] = [32, 64, 128, 256, 512, 1024, 2048]  # batch sizes of the one-batch estimates
 timing_samples: int = 1024  # batch size of the gradient / Hessian-vector product timing
 timing_repeats: int = 10  # repetitions of that timing (the median is reported)
 num_threads: int = 1  # torch CPU threads (0: torch's default); these small kernels run best on one
@@ -66,16 +66,15 @@ notebook.check_parameters(globals())
 notebook.check_choice("dataset", dataset, data.DATASETS)
 notebook.check_choice("tiny_dataset", tiny_dataset, data.DATASETS)
 notebook.check_choice("model", model, list(models.MODELS))
-if not seeds or min(seeds) < 0:
-    raise experiments.ConfigError(f"parameter seeds must be a non-empty list of integers >= 0, got {seeds!r}")
+notebook.require(bool(seeds) and min(seeds) >= 0, f"parameter seeds must be a non-empty list of integers >= 0, "
+                                                  f"got {seeds!r}")
 for name in ("tiny_width", "tiny_epochs", "chunk_size", "top_k", "tol", "trace_budgets", "slq_runs",
              "slq_steps", "probe_batch_sizes", "timing_samples", "timing_repeats"):
     notebook.check_positive(name, globals()[name])
 for name in ("hessian_samples", "num_threads"):  # 0 means "all samples" and "torch's default"
-    if globals()[name] < 0:
-        raise experiments.ConfigError(f"parameter {name} must be >= 0, got {globals()[name]!r}")
-if trace_matvecs < 3 or min(trace_budgets) < 3:
-    raise experiments.ConfigError("trace_matvecs and every trace budget must be >= 3 (Hutch++ needs 3 products)")
+    notebook.require(globals()[name] >= 0, f"parameter {name} must be >= 0, got {globals()[name]!r}")
+notebook.require(trace_matvecs >= 3 and min(trace_budgets) >= 3, "parameters trace_matvecs and trace_budgets "
+                 f"must be >= 3 (Hutch++ needs 3 products), got {trace_matvecs} and {trace_budgets}")
 tiny_config = experiments.RunConfig(dataset=tiny_dataset, model="mnist1d_mlp", model_options={"width": tiny_width},
                                     num_samples=num_samples, epochs=tiny_epochs, lr=lr, batch_size=batch_size,
                                     seed=seeds[0])
@@ -84,14 +83,12 @@ cnn_config = experiments.RunConfig(dataset=dataset, model=model, num_samples=num
 tiny_bundle = experiments.validate(tiny_config)
 bundle = experiments.validate(cnn_config)
 num_hessian = hessian_samples or bundle.num_train
-if num_hessian > bundle.num_train:
-    raise experiments.ConfigError(f"hessian_samples must be <= the training set size {bundle.num_train}, "
-                                  f"got {hessian_samples}")
+notebook.require(num_hessian <= bundle.num_train, f"parameter hessian_samples must be <= the training set size "
+                                                  f"{bundle.num_train}, got {hessian_samples}")
 for name, sizes, limit in (("probe_batch_sizes", probe_batch_sizes, num_hessian),
                           ("timing_samples", [timing_samples], min(num_hessian, tiny_bundle.num_train))):
-    if max(sizes) > limit:
-        raise experiments.ConfigError(f"parameter {name} must be <= {limit} (the samples the Hessians are "
-                                      f"taken over), got {sizes}")
+    notebook.require(max(sizes) <= limit, f"parameter {name} must be <= {limit} (the samples the Hessians are "
+                                          f"taken over), got {sizes}")
 if num_threads:
     torch.set_num_threads(num_threads)
 print(f"tiny MLP on {tiny_bundle.name} ({tiny_bundle.num_train} training samples); "
@@ -102,7 +99,7 @@ print(f"tiny MLP on {tiny_bundle.name} ({tiny_bundle.num_train} training samples
 #
 # Both are trained once by `experiments.run` (cached: a second execution reads them from
 # disk) with plain SGD at the same learning rate and batch size; the CNN for
-# {glue:text}`cnn_epochs` epochs, the tiny MLP only briefly.
+# {glue:text}`cnn_epochs` epochs, the tiny MLP only briefly ({glue:text}`tiny_epochs` epochs).
 
 # %%
 tiny_record, cnn_record = experiments.sweep([tiny_config, cnn_config])
@@ -123,7 +120,7 @@ networks
 
 # %% tags=["remove-input"]
 tiny_params, cnn_params = int(networks.loc["tiny MLP", "parameters"]), int(networks.loc["CNN", "parameters"])
-notebook.glue_all({"cnn_epochs": cnn_config.epochs, "tiny_params": tiny_params, "cnn_params": cnn_params,
+notebook.glue_all({"cnn_epochs": cnn_config.epochs, "tiny_epochs": tiny_config.epochs, "tiny_params": tiny_params, "cnn_params": cnn_params,
                    "cnn_entries": float(cnn_params) ** 2, "cnn_dense_gib": 4 * float(cnn_params) ** 2 / 2**30,
                    "num_hessian": num_hessian, "tiny_train": tiny_bundle.num_train})
 
@@ -166,18 +163,18 @@ pd.concat([timings_ms, ratios], axis=1).round(2)
 # %% tags=["remove-input"]
 notebook.glue_all({
     "timing_samples": timing_samples, "timing_repeats": timing_repeats, "threads_used": torch.get_num_threads(),
-    "ratio_cnn_fresh": ratios.loc["CNN", "hvp (recomputed graph) / gradient"],
-    "ratio_cnn_cached": ratios.loc["CNN", "hvp (cached graph) / gradient"],
-    "ratio_tiny_fresh": ratios.loc["tiny MLP", "hvp (recomputed graph) / gradient"],
-    "ratio_tiny_cached": ratios.loc["tiny MLP", "hvp (cached graph) / gradient"],
-    "cnn_gradient_ms": 1e3 * timings.loc["CNN", "gradient"],
+    "ratio_cnn_fresh": float(ratios.loc["CNN", "hvp (recomputed graph) / gradient"]),
+    "ratio_cnn_cached": float(ratios.loc["CNN", "hvp (cached graph) / gradient"]),
+    "ratio_tiny_fresh": float(ratios.loc["tiny MLP", "hvp (recomputed graph) / gradient"]),
+    "ratio_tiny_cached": float(ratios.loc["tiny MLP", "hvp (cached graph) / gradient"]),
+    "cnn_gradient_ms": float(1e3 * timings.loc["CNN", "gradient"]),
 })
 
 # %% [markdown]
 # On the CNN a product from scratch (forward pass, gradient with its graph, backward
-# through it) costs {glue:text}`ratio_cnn_fresh:.2g` gradients, and
-# {glue:text}`ratio_cnn_cached:.2g` gradients through a cached graph (tiny MLP:
-# {glue:text}`ratio_tiny_fresh:.2g` and {glue:text}`ratio_tiny_cached:.2g`). The
+# through it) costs {glue:text}`ratio_cnn_fresh:.1f` gradients, and
+# {glue:text}`ratio_cnn_cached:.1f` gradients through a cached graph (tiny MLP:
+# {glue:text}`ratio_tiny_fresh:.1f` and {glue:text}`ratio_tiny_cached:.1f`). The
 # constant is small, as Pearlmutter's argument says; what follows therefore counts
 # **Hessian-vector products** (HVPs) as the unit of cost of every estimate.
 
@@ -280,9 +277,9 @@ products_needed
 needed = products_needed["median"]
 notebook.glue_all({
     "top_k": top_k, "num_seeds": len(seeds), "eig_threshold": threshold,
-    "need_top1_lanczos": needed["top-1 lanczos"], "need_top1_power": needed["top-1 power"],
-    "need_topk_lanczos": needed[f"top-{top_k} lanczos"], "need_topk_power": needed[f"top-{top_k} power"],
-    "topk_power_over_lanczos": needed[f"top-{top_k} power"] / needed[f"top-{top_k} lanczos"],
+    "need_top1_lanczos": float(needed["top-1 lanczos"]), "need_top1_power": float(needed["top-1 power"]),
+    "need_topk_lanczos": float(needed[f"top-{top_k} lanczos"]), "need_topk_power": float(needed[f"top-{top_k} power"]),
+    "topk_power_over_lanczos": float(needed[f"top-{top_k} power"] / needed[f"top-{top_k} lanczos"]),
     "tiny_gap_ratio": float(eigenvalues[1] / eigenvalues[0]),
 })
 
@@ -293,7 +290,7 @@ notebook.glue_all({
 # $\lambda_2/\lambda_1 =$ {glue:text}`tiny_gap_ratio:.2f`), and
 # {glue:text}`need_topk_lanczos:.0f` against {glue:text}`need_topk_power:.0f` products for
 # the top {glue:text}`top_k`: power iteration spends
-# {glue:text}`topk_power_over_lanczos:.2g` times as many. The library therefore uses
+# {glue:text}`topk_power_over_lanczos:.1f` times as many. The library therefore uses
 # Lanczos (with full reorthogonalization and thick restarts) by default and keeps power
 # iteration to compare with the papers.
 
@@ -310,8 +307,10 @@ notebook.glue_all({
 
 # %%
 trace_frame = diag.trace_convergence(tiny_matrix, dense_trace, trace_budgets, seeds=seeds)
-figure = plots.error_vs_matvecs({m: f for m, f in trace_frame.groupby("method")}, x="budget", log_x=True,
-                                ylabel="relative error of the trace", xlabel="Hessian-vector products")
+figure = plots.error_vs_matvecs({m: trace_frame[trace_frame.method == m] for m in ("hutchinson", "hutch++")},
+                                x="budget", log_x=True,
+                                ylabel="relative error of the trace", xlabel="Hessian-vector products",
+                                slopes={"∝ 1/√m": -0.5, "∝ 1/m": -1.0})
 plots.save_figure(figure, "hessian_trace_convergence")
 trace_table = trace_frame.pivot_table(index="budget", columns="method", values="error", aggfunc="median")
 trace_table.round(4)
@@ -320,20 +319,23 @@ trace_table.round(4)
 small_budget, large_budget = min(trace_budgets), max(trace_budgets)
 notebook.glue_all({
     "trace_small_budget": small_budget, "trace_large_budget": large_budget,
-    "hutch_err_small": trace_table.loc[small_budget, "hutchinson"],
-    "hutchpp_err_small": trace_table.loc[small_budget, "hutch++"],
-    "hutch_err_large": trace_table.loc[large_budget, "hutchinson"],
-    "hutchpp_err_large": trace_table.loc[large_budget, "hutch++"],
-    "hutch_gain_large": trace_table.loc[large_budget, "hutchinson"] / trace_table.loc[large_budget, "hutch++"],
+    "hutch_err_small": float(trace_table.loc[small_budget, "hutchinson"]),
+    "hutchpp_err_small": float(trace_table.loc[small_budget, "hutch++"]),
+    "hutch_err_large": float(trace_table.loc[large_budget, "hutchinson"]),
+    "hutchpp_err_large": float(trace_table.loc[large_budget, "hutch++"]),
+    "hutch_gain_large": float(trace_table.loc[large_budget, "hutchinson"] / trace_table.loc[large_budget, "hutch++"]),
 })
 
 # %% [markdown]
 # With {glue:text}`trace_large_budget` products the median relative error is
 # {glue:text}`hutch_err_large:.2g` for Hutchinson and {glue:text}`hutchpp_err_large:.2g`
-# for Hutch++ ({glue:text}`hutch_gain_large:.2g` times smaller); with only
+# for Hutch++ ({glue:text}`hutch_gain_large:.1f` times smaller); with only
 # {glue:text}`trace_small_budget` products both are crude
-# ({glue:text}`hutch_err_small:.2g` and {glue:text}`hutchpp_err_small:.2g`). The slopes in
-# the figure are the $1/\sqrt m$ and (roughly) $1/m$ rates.
+# ({glue:text}`hutch_err_small:.2g` and {glue:text}`hutchpp_err_small:.2g`): Hutch++ gains
+# little while its sketch is too small to capture the outliers. Beyond that,
+# Hutchinson's error follows the $1/\sqrt m$ guide line, while Hutch++ falls at least as
+# fast as $1/m$, faster here because a larger sketch captures more of a spectrum that
+# decays quickly.
 
 # %% [markdown]
 # ## 5. The whole spectrum: stochastic Lanczos quadrature
@@ -365,8 +367,8 @@ notebook.glue_all({
     "slq_runs": slq_runs, "slq_steps": min(slq_steps, tiny_params), "slq_matvecs": density.num_matvecs,
     "slq_sigma": density.sigma,
     "slq_l1": float((density.density - exact_density).abs().sum() * grid_step),
-    "slq_moment1_err": abs(moments.loc["trace(H) / p", "SLQ"] / moments.loc["trace(H) / p", "exact"] - 1),
-    "slq_moment2_err": abs(moments.loc["trace(H²) / p", "SLQ"] / moments.loc["trace(H²) / p", "exact"] - 1),
+    "slq_moment1_err": float(abs(moments.loc["trace(H) / p", "SLQ"] / moments.loc["trace(H) / p", "exact"] - 1)),
+    "slq_moment2_err": float(abs(moments.loc["trace(H²) / p", "SLQ"] / moments.loc["trace(H²) / p", "exact"] - 1)),
 })
 
 # %% [markdown]
@@ -412,12 +414,13 @@ ref_b = 128 if 128 in probe_batch_sizes else smallest_b
 notebook.glue_all({
     "full_top": full_top.eigenvalues[0], "full_top_matvecs": full_top.num_matvecs, "tol": tol,
     "ref_b": ref_b, "smallest_b": smallest_b, "largest_b": largest_b,
-    "ref_min": spread_table.loc[ref_b, "min"], "ref_max": spread_table.loc[ref_b, "max"],
-    "ref_ratio": spread_table.loc[ref_b, "max / min"], "ref_bias": spread_table.loc[ref_b, "median / full"],
-    "small_ratio": spread_table.loc[smallest_b, "max / min"],
-    "small_bias": spread_table.loc[smallest_b, "median / full"],
-    "large_ratio": spread_table.loc[largest_b, "max / min"],
-    "large_bias": spread_table.loc[largest_b, "median / full"],
+    "ref_min": float(spread_table.loc[ref_b, "min"]), "ref_max": float(spread_table.loc[ref_b, "max"]),
+    "ref_ratio": float(spread_table.loc[ref_b, "max / min"]),
+    "ref_bias": float(spread_table.loc[ref_b, "median / full"]),
+    "small_ratio": float(spread_table.loc[smallest_b, "max / min"]),
+    "small_bias": float(spread_table.loc[smallest_b, "median / full"]),
+    "large_ratio": float(spread_table.loc[largest_b, "max / min"]),
+    "large_bias": float(spread_table.loc[largest_b, "median / full"]),
 })
 
 # %% [markdown]
@@ -425,11 +428,11 @@ notebook.glue_all({
 # {glue:text}`full_top:.3g` ({glue:text}`full_top_matvecs` products). On batches of
 # {glue:text}`ref_b` samples the {glue:text}`num_seeds` estimates range from
 # {glue:text}`ref_min:.3g` to {glue:text}`ref_max:.3g` (a factor
-# {glue:text}`ref_ratio:.2g`), with a median {glue:text}`ref_bias:.2g` times the
+# {glue:text}`ref_ratio:.1f`), with a median {glue:text}`ref_bias:.1f` times the
 # full-data value; at {glue:text}`smallest_b` samples the factor is
-# {glue:text}`small_ratio:.2g` and the median {glue:text}`small_bias:.2g` times too large,
+# {glue:text}`small_ratio:.1f` and the median {glue:text}`small_bias:.1f` times the full value,
 # while at {glue:text}`largest_b` samples the estimates agree within a factor
-# {glue:text}`large_ratio:.2g` (median {glue:text}`large_bias:.2g` times the full value).
+# {glue:text}`large_ratio:.1f` (median {glue:text}`large_bias:.1f` times the full value).
 # A single small-batch estimate cannot tell a change of sharpness from a change of batch.
 # This is why the later chapters take every eigenvalue over the whole training set
 # (`RunConfig.hessian_top_k`), and why the adaptive batch size chapter does not copy the
@@ -467,28 +470,29 @@ train_label = f"train mode, batches of {batch_size}"
 bn_layers = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in cnn.modules())
 notebook.glue_all({
     "batch_size": batch_size, "bn_layers": bn_layers,
-    "bn_eval_top": bn_table.iloc[0]["top eigenvalue"], "bn_train_top": bn_table.loc[train_label, "top eigenvalue"],
-    "bn_ratio": bn_table.iloc[0]["top eigenvalue"] / bn_table.loc[train_label, "top eigenvalue"],
+    "bn_eval_top": float(bn_table.iloc[0]["top eigenvalue"]),
+    "bn_train_top": float(bn_table.loc[train_label, "top eigenvalue"]),
+    "bn_factor": float(bn_table["top eigenvalue"].iloc[:2].max() / bn_table["top eigenvalue"].iloc[:2].min()),
     "bn_direction": "larger" if bn_table.iloc[0]["top eigenvalue"] > bn_table.loc[train_label, "top eigenvalue"]
     else "smaller",
-    "bn_eval_loss": bn_table.iloc[0]["mean training loss"],
-    "bn_train_loss": bn_table.loc[train_label, "mean training loss"],
+    "bn_eval_loss": float(bn_table.iloc[0]["mean training loss"]),
+    "bn_train_loss": float(bn_table.loc[train_label, "mean training loss"]),
 })
 
 # %% [markdown]
-# The network has {glue:text}`bn_layers` BN layers. Its loss is nearly the same in both
-# modes ({glue:text}`bn_eval_loss:.3g` in eval mode, {glue:text}`bn_train_loss:.3g` in
-# train mode), but the top eigenvalue is {glue:text}`bn_eval_top:.3g` in eval mode and
-# {glue:text}`bn_train_top:.3g` in train mode, a factor {glue:text}`bn_ratio:.2g` apart.
-# The same weights, two curvatures: in train mode the normalization absorbs any change of
-# the mean or scale of a BN layer's inputs, so the loss is invariant to rescaling the
-# weights before each BN layer and flat along those directions, and moving a weight also
-# moves the statistics that normalize it. In eval mode the statistics are frozen, so those
-# compensations are gone; here the eval-mode curvature is the {glue:text}`bn_direction`
-# one. Neither number is wrong, but they
-# are not comparable: a sharpness measured in eval mode cannot be compared with one
-# measured in train mode, or with one taken on batches of another size. The book reports
-# eval-mode values throughout, like the papers' code, and says so.
+# The network has {glue:text}`bn_layers` BN layers. Its mean training loss is
+# {glue:text}`bn_eval_loss:.3g` in eval mode and {glue:text}`bn_train_loss:.3g` in train
+# mode (batches of {glue:text}`batch_size`), but the top eigenvalue is
+# {glue:text}`bn_eval_top:.3g` in eval mode and {glue:text}`bn_train_top:.3g` in train
+# mode: a factor {glue:text}`bn_factor:.1f` between them. The same weights, two
+# curvatures. In train mode the normalization absorbs any change of the mean or scale of a
+# BN layer's inputs, so the loss is invariant to rescaling the weights before each BN
+# layer and flat along those directions, and moving a weight also moves the statistics that
+# normalize it. In eval mode the statistics are frozen and those compensations are gone;
+# here the eval-mode curvature is the {glue:text}`bn_direction` one. Neither number is
+# wrong, but they are not comparable: a sharpness measured in eval mode cannot be compared
+# with one measured in train mode, or with one taken on batches of another size. The book
+# reports eval-mode values throughout, like the papers' code.
 
 # %% [markdown]
 # ## 8. What each estimate costs on the trained network
@@ -505,9 +509,10 @@ reference = hessian.top_eigenvalues(cnn, full_data, k=top_k, tol=1e-6, seed=seed
 costs = diag.estimator_costs(cnn, full_data, k=top_k, tol=tol, trace_matvecs=trace_matvecs, seed=seeds[0],
                              reference=reference.eigenvalues)
 costs["seconds per product"] = costs["seconds"] / costs["matvecs"]
-costs.rename(columns={"matvecs": "products", "value": "top eigenvalue / trace",
-                      "last_value": "k-th eigenvalue"}).style.format(precision=3).format(
-    "{:.1e}", subset=["error"], na_rep="")
+costs.set_index(["task", "method"]).rename(columns={
+    "matvecs": "products", "value": "top eigenvalue / trace", "last_value": "k-th eigenvalue",
+    "std_error": "trace std. error", "error": "relative error"}).style.format(precision=3, na_rep="").format(
+    "{:.1e}", subset=["relative error"], na_rep="")
 
 # %% tags=["remove-input"]
 cost = costs.set_index(["task", "method"])
@@ -518,15 +523,15 @@ notebook.glue_all({
     "cost_top1_power": int(cost.loc[("top-1", "power"), "matvecs"]),
     "cost_topk_lanczos": int(cost.loc[(topk, "lanczos"), "matvecs"]),
     "cost_topk_power": int(cost.loc[(topk, "power"), "matvecs"]),
-    "sec_topk_lanczos": cost.loc[(topk, "lanczos"), "seconds"],
-    "sec_topk_power": cost.loc[(topk, "power"), "seconds"],
-    "err_topk_lanczos": cost.loc[(topk, "lanczos"), "error"],
-    "err_topk_power": cost.loc[(topk, "power"), "error"],
+    "sec_topk_lanczos": float(cost.loc[(topk, "lanczos"), "seconds"]),
+    "sec_topk_power": float(cost.loc[(topk, "power"), "seconds"]),
+    "err_topk_lanczos": float(cost.loc[(topk, "lanczos"), "error"]),
+    "err_topk_power": float(cost.loc[(topk, "power"), "error"]),
     "sec_per_product": float(costs["seconds per product"].median()),
-    "cnn_trace": cost.loc[("trace", "hutch++"), "value"],
-    "cnn_trace_se": cost.loc[("trace", "hutch++"), "std_error"],
-    "cnn_trace_hutch": cost.loc[("trace", "hutchinson"), "value"],
-    "cnn_trace_hutch_se": cost.loc[("trace", "hutchinson"), "std_error"],
+    "cnn_trace": float(cost.loc[("trace", "hutch++"), "value"]),
+    "cnn_trace_se": float(cost.loc[("trace", "hutch++"), "std_error"]),
+    "cnn_trace_hutch": float(cost.loc[("trace", "hutchinson"), "value"]),
+    "cnn_trace_hutch_se": float(cost.loc[("trace", "hutchinson"), "std_error"]),
 })
 
 # %% [markdown]
@@ -546,8 +551,8 @@ notebook.glue_all({
 # %% [markdown]
 # ## What we measured
 #
-# * A Hessian-vector product cost {glue:text}`ratio_cnn_fresh:.2g` gradients on the CNN
-#   from scratch and {glue:text}`ratio_cnn_cached:.2g` through a cached graph
+# * A Hessian-vector product cost {glue:text}`ratio_cnn_fresh:.1f` gradients on the CNN
+#   from scratch and {glue:text}`ratio_cnn_cached:.1f` through a cached graph
 #   (Pearlmutter's trick), so the number of products is the cost of every estimate.
 # * The dense Hessian of a {glue:text}`tiny_params`-parameter MLP has a few outliers, a bulk
 #   near zero ({glue:text}`tiny_bulk_share:.0%` of eigenvalues below 1% of the largest) and
@@ -557,11 +562,11 @@ notebook.glue_all({
 #   iteration with deflation in {glue:text}`need_topk_power:.0f`; on the CNN,
 #   {glue:text}`cost_topk_lanczos` against {glue:text}`cost_topk_power` products.
 # * With {glue:text}`trace_large_budget` products, Hutch++ estimated the trace
-#   {glue:text}`hutch_gain_large:.2g` times more accurately than Hutchinson; SLQ
+#   {glue:text}`hutch_gain_large:.1f` times more accurately than Hutchinson; SLQ
 #   reproduced the spectral density of the dense Hessian, outliers and bulk.
 # * The top eigenvalue of one {glue:text}`ref_b`-sample batch varied by a factor
-#   {glue:text}`ref_ratio:.2g` between batches, and its median was
-#   {glue:text}`ref_bias:.2g` times the full-data value: sharpness must be measured on
+#   {glue:text}`ref_ratio:.1f` between batches, and its median was
+#   {glue:text}`ref_bias:.1f` times the full-data value: sharpness must be measured on
 #   much more data, and the book uses the whole training set.
 # * With batch normalization, train-mode and eval-mode Hessians differ by a factor
-#   {glue:text}`bn_ratio:.2g` in their top eigenvalue; the book reports eval mode.
+#   {glue:text}`bn_factor:.1f` in their top eigenvalue; the book reports eval mode.

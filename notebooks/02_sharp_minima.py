@@ -29,10 +29,11 @@
 # * **A5** {cite}`yao2018hessian`: saddle points are not the cause of the gap, even at full
 #   batch: the large-batch solutions have no significant negative curvature.
 #
-# **Setting.** MNIST-1D {cite}`greydanus2024mnist1d` with two networks (an MLP without
-# normalization and a small CNN with batch normalization), a sweep of batch sizes from a
-# small one to the full training set, the same learning rate, momentum and schedule for
-# every batch size, no scaling rule, no ghost batch norm, several seeds. Each run stops by
+# **Setting.** Two networks, by default (the `quick` profile) on MNIST-1D
+# {cite}`greydanus2024mnist1d`: an MLP without normalization and a small CNN with batch
+# normalization. A sweep of batch sizes from a small one to the full training set, the same
+# learning rate, momentum and schedule for every batch size, no scaling rule, no ghost batch
+# norm, several seeds. Each run stops by
 # one of two rules, and every result is shown for both:
 #
 # * **fixed epochs**, as in the papers: every batch size makes the same number of passes over
@@ -53,7 +54,7 @@ dataset: str = "mnist1d"  # data set: mnist1d (generated locally), mnist, fashio
 models: list[str] = ["mnist1d_mlp", "mnist1d_cnn"]  # networks of the batch-size sweep, from largebatch.models.MODELS
 model: str = "mnist1d_mlp"  # network compared in detail (interpolation, planes, spectra, smallest eigenvalue); one of models
 num_samples: int = 5000  # MNIST-1D only: samples generated, 80% for training
-batch_sizes: list[int] = [50, 125, 400, 1000, 4000]  # increasing batch sizes; 4000 is the whole MNIST-1D training set
+batch_sizes: list[int] = [50, 200, 1000, 4000]  # increasing batch sizes; 4000 is the whole MNIST-1D training set
 epochs: int = 20  # fixed-epoch rule: passes over the training data, the same for every batch size
 target_train_loss: float = 0.1  # loss-threshold rule: stop once the full training loss is at most this
 max_epochs: int = 1500  # loss-threshold rule: epoch budget; runs that miss the target are reported
@@ -77,7 +78,6 @@ num_threads: int = 1  # torch CPU threads (0: torch's default); these small netw
 # %%
 import math
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -89,6 +89,8 @@ notebook.check_choice("dataset", dataset, data.DATASETS)
 for name in models:
     notebook.check_choice("models", name, list(model_zoo.MODELS))
 notebook.check_choice("model", model, models)
+if len(models) != 2 or models[0] == models[1]:
+    raise ConfigError(f"parameter models must name two different networks (the text compares two), got {models!r}")
 notebook.check_choice("detail_rule", detail_rule, ["epochs", "threshold"])
 for name in ("batch_sizes", "epochs", "target_train_loss", "max_epochs", "lr", "eval_every", "hessian_top_k",
              "hessian_tol", "trace_probes", "keskar_eps", "keskar_iterations", "landscape_points",
@@ -104,6 +106,7 @@ if num_threads < 0:
     raise ConfigError(f"parameter num_threads must be >= 0 (0: torch's default), got {num_threads}")
 
 RULES = {"epochs": "fixed epochs", "threshold": "loss threshold"}
+pd.set_option("display.max_colwidth", None)
 base = experiments.RunConfig(dataset=dataset, num_samples=num_samples, lr=lr, momentum=momentum,
                              eval_every=eval_every, hessian_top_k=hessian_top_k, hessian_trace=True,
                              hessian_tol=hessian_tol, hessian_trace_probes=trace_probes)
@@ -112,7 +115,8 @@ rule_changes = {"epochs": {"epochs": epochs},
 configs = {}  # (model, rule) -> configurations, batch sizes outer, seeds inner
 for name in models:
     for rule, changes in rule_changes.items():
-        model_base = base.replace(model=name, hessian_bottom_k=1 if name == model else 0, **changes)
+        bottom = 1 if name == model and rule == "threshold" else 0  # smallest eigenvalue, for A5
+        model_base = base.replace(model=name, hessian_bottom_k=bottom, **changes)
         configs[name, rule] = analysis.batch_size_sweep(model_base, batch_sizes, seeds)
 bundle = experiments.validate(configs[model, "epochs"][-1])  # the largest batch must fit the data
 if num_threads:
@@ -187,6 +191,7 @@ summary[["setting", "batch_size", *[f"{c}_mean" for c in shown], "test_accuracy_
 figure = plots.metrics_vs_batch_size(summary, {"train_accuracy": "training accuracy",
                                                "test_accuracy": "test accuracy",
                                                "generalization_gap": "train - test accuracy"}, hue="setting")
+plots.legend_below(figure)
 plots.save_figure(figure, "sharp_minima_accuracy")
 
 # %% [markdown]
@@ -199,6 +204,7 @@ plots.save_figure(figure, "sharp_minima_accuracy")
 figure = plots.metrics_vs_batch_size(summary, {"hessian_top_eigenvalue": "top Hessian eigenvalue",
                                                "hessian_trace": "Hessian trace (Hutchinson)"},
                                      hue="setting", log_metrics=("hessian_top_eigenvalue", "hessian_trace"))
+plots.legend_below(figure, ncol=2)
 plots.save_figure(figure, "sharp_minima_hessian")
 
 # %% [markdown]
@@ -211,6 +217,7 @@ plots.save_figure(figure, "sharp_minima_hessian")
 # %%
 figure = plots.metrics_vs_batch_size(summary, {"keskar_sharpness": f"Keskar sharpness (eps = {keskar_eps:g})"},
                                      hue="setting", log_metrics=("keskar_sharpness",))
+plots.legend_below(figure, ncol=2)
 plots.save_figure(figure, "sharp_minima_keskar")
 
 # %% [markdown]
@@ -306,12 +313,21 @@ plots.save_figure(figure, "sharp_minima_eigen_lines")
 # outliers).
 
 # %%
+finals = {side: experiments.load_record(c)["final"] for side, c in detail.items()}
+top = max(f["hessian_top_eigenvalue"] for f in finals.values())
+bottom = min(f.get("hessian_smallest_eigenvalue", -0.05 * top) for f in finals.values())
+sigma = 0.01 * (top - bottom)  # one kernel width and one grid for both densities
+density_grid = torch.linspace(bottom - 5 * sigma, top + 5 * sigma, 1000, dtype=torch.float64)
+
+
 def density(side):
     def compute():
         result = hessian.spectral_density(networks[side], train_data, num_runs=density_runs,
-                                          num_steps=density_steps, seed=detail[side].seed)
+                                          num_steps=density_steps, grid=density_grid, sigma=sigma,
+                                          seed=detail[side].seed)
         return {"grid": result.grid, "density": result.density, "nodes": result.nodes, "weights": result.weights}
-    return analysis.measure(detail[side], f"density_{density_runs}x{density_steps}", compute)
+    name = f"density_{density_runs}x{density_steps}_grid{bottom:.4g}_{top:.4g}"
+    return analysis.measure(detail[side], name, compute)
 
 
 densities = {side: density(side) for side in detail}
@@ -322,18 +338,20 @@ negative_mass = {side: float((d["weights"] * (d["nodes"] < 0)).sum(dim=1).mean()
 # %% [markdown]
 # ## Negative curvature (A5)
 #
-# For the network compared in detail every run also records the smallest (most negative)
-# eigenvalue of the same full-data Hessian. A saddle point would show a negative eigenvalue
+# For the network compared in detail every run of the loss-threshold rule also records the
+# smallest (most negative) eigenvalue of the same full-data Hessian. A saddle point would show a negative eigenvalue
 # comparable in size to the top one; the ratio $|\lambda_{\min}| / \lambda_{\max}$ (0 when no
 # eigenvalue is negative) says how much negative curvature there is relative to the positive.
 
 # %%
-saddles = usable[usable["model"] == model].copy()
+saddles = usable[(usable["model"] == model) & (usable["rule"] == RULES["threshold"])].copy()
 saddles["negative_ratio"] = (-saddles["hessian_smallest_eigenvalue"]).clip(lower=0) / saddles["hessian_top_eigenvalue"]
-saddle_summary = analysis.seed_summary(saddles, ["rule", "batch_size"],
-                                       ["hessian_smallest_eigenvalue", "hessian_top_eigenvalue", "negative_ratio"])
-saddle_summary[["rule", "batch_size", "hessian_smallest_eigenvalue_mean", "hessian_top_eigenvalue_mean",
-                "negative_ratio_mean", "negative_ratio_n"]].round(4)
+saddle_summary = analysis.seed_summary(saddles, "batch_size", ["hessian_smallest_eigenvalue",
+                                                               "hessian_top_eigenvalue", "negative_ratio"])
+saddle_summary[["batch_size", "hessian_smallest_eigenvalue_mean", "hessian_top_eigenvalue_mean",
+                "negative_ratio_mean", "negative_ratio_n"]].rename(
+    columns={"hessian_smallest_eigenvalue_mean": "smallest eigenvalue", "hessian_top_eigenvalue_mean":
+             "top eigenvalue", "negative_ratio_mean": "|smallest| / top", "negative_ratio_n": "runs"}).round(5)
 
 # %% [markdown]
 # ## Verdicts
@@ -365,14 +383,14 @@ e1_settings = setting_verdicts("E1", "keskar_sharpness", "Keskar sharpness")
 a1 = analysis.combine_verdicts("A1", a1_settings)
 e1 = analysis.combine_verdicts("E1", e1_settings)
 
-largest = saddles[(saddles["rule"] == RULES["threshold"]) & (saddles["batch_size"] == batch_sizes[-1])]
+largest = saddles[saddles["batch_size"] == batch_sizes[-1]]
 a5_criterion = "|smallest eigenvalue| <= 0.1 x top eigenvalue for every largest-batch run at the loss threshold"
 if largest.empty:
     a5 = analysis.Verdict("A5", "inconclusive", a5_criterion, "no largest-batch run reached the loss threshold")
 else:
     worst = float(largest["negative_ratio"].max())
     a5 = analysis.Verdict("A5", "reproduced" if worst <= 0.1 else "not reproduced", a5_criterion,
-                          f"largest ratio {worst:.3f} over {len(largest)} runs")
+                          f"largest ratio {worst:.2g} over {len(largest)} runs")
 verdicts = pd.DataFrame([v.as_row() for v in [*a1_settings, *e1_settings, a5]])
 verdicts
 
@@ -393,7 +411,9 @@ small_b, large_b = batch_sizes[0], batch_sizes[-1]
 values = {
     "small_batch": small_b, "large_batch": large_b, "num_seeds": len(seeds), "epochs": epochs,
     "target_loss": float(target_train_loss), "max_epochs": max_epochs, "lr": float(lr),
-    "num_runs": len(runs), "detail_model": model, "detail_rule": RULES[detail_rule],
+    "num_runs": len(runs), "detail_model": model, "dataset_name": bundle.name, "detail_rule": RULES[detail_rule],
+    "largest_share": ("the whole training set" if large_b == bundle.num_train
+                      else f"{large_b / bundle.num_train:.0%} of the {bundle.num_train} training samples"),
     "verdict_a1": a1.outcome, "verdict_e1": e1.outcome, "verdict_a5": a5.outcome,
     "a1_evidence": a1.evidence, "e1_evidence": e1.evidence, "a5_evidence": a5.evidence,
     "missed_target": int((~threshold_runs["reached_target"]).sum()),
@@ -411,18 +431,17 @@ for index, name in enumerate(models):
             values[f"{tag}_eig_{which}"] = mean_at(usable, rule, name, batch, "hessian_top_eigenvalue")
             values[f"{tag}_keskar_{which}"] = mean_at(usable, rule, name, batch, "keskar_sharpness")
             values[f"{tag}_steps_{which}"] = mean_at(runs, rule, name, batch, "steps")
-for rule in RULES:
-    for which, batch in (("small", small_b), ("large", large_b)):
-        values[f"ratio_{rule}_{which}"] = mean_at(saddles, rule, model, batch, "negative_ratio")
-        values[f"lmin_{rule}_{which}"] = mean_at(saddles, rule, model, batch, "hessian_smallest_eigenvalue")
+for which, batch in (("small", small_b), ("large", large_b)):
+    values[f"ratio_{which}"] = mean_at(saddles, "threshold", model, batch, "negative_ratio")
+    values[f"lmin_{which}"] = mean_at(saddles, "threshold", model, batch, "hessian_smallest_eigenvalue")
 notebook.glue_all(values)
 
 # %% [markdown]
 # ## What we measured
 #
-# **Runs.** {glue:text}`num_runs` runs, batch sizes {glue:text}`small_batch` to
-# {glue:text}`large_batch` (the whole training set), {glue:text}`num_seeds` seeds, learning
-# rate {glue:text}`lr:.3f` for every batch size. Under the fixed-epoch rule every run made
+# **Runs.** {glue:text}`num_runs` runs on {glue:text}`dataset_name`: batch sizes {glue:text}`small_batch` to
+# {glue:text}`large_batch` ({glue:text}`largest_share`), seeds per setting:
+# {glue:text}`num_seeds`, learning rate {glue:text}`lr:.3f` for every batch size. Under the fixed-epoch rule every run made
 # {glue:text}`epochs` passes over the data; under the loss-threshold rule every run trained
 # until its training loss was at most {glue:text}`target_loss:.3f`, within at most
 # {glue:text}`max_epochs` epochs ({glue:text}`missed_target` runs missed the target and are
@@ -437,9 +456,9 @@ notebook.glue_all(values)
 # at the largest batch). For {glue:text}`m1_epochs_name` the same numbers are
 # {glue:text}`m1_epochs_test_small:.3f` to {glue:text}`m1_epochs_test_large:.3f` (fixed
 # epochs) and {glue:text}`m1_threshold_test_small:.3f` to
-# {glue:text}`m1_threshold_test_large:.3f` (loss threshold). The fixed-epoch comparison mixes
-# two effects: the large batches also made far fewer updates and stopped at a higher
-# training loss. The loss-threshold rule removes the second.
+# {glue:text}`m1_threshold_test_large:.3f` (loss threshold). Under fixed epochs a larger
+# batch also makes fewer updates and may stop at a higher training loss; the
+# loss-threshold rule compares solutions at (about) the same training loss.
 #
 # **A1 (top eigenvalue): {glue:text}`verdict_a1`** ({glue:text}`a1_evidence`). The mean top
 # eigenvalue goes from {glue:text}`m0_epochs_eig_small:.3f` to
@@ -447,9 +466,9 @@ notebook.glue_all(values)
 # {glue:text}`m0_epochs_a1`) and from {glue:text}`m0_threshold_eig_small:.3f` to
 # {glue:text}`m0_threshold_eig_large:.3f` (loss threshold; {glue:text}`m0_threshold_a1`);
 # for {glue:text}`m1_epochs_name` from {glue:text}`m1_epochs_eig_small:.3f` to
-# {glue:text}`m1_epochs_eig_large:.3f` ({glue:text}`m1_epochs_a1`) and from
+# {glue:text}`m1_epochs_eig_large:.3f` (fixed epochs; {glue:text}`m1_epochs_a1`) and from
 # {glue:text}`m1_threshold_eig_small:.3f` to {glue:text}`m1_threshold_eig_large:.3f`
-# ({glue:text}`m1_threshold_a1`).
+# (loss threshold; {glue:text}`m1_threshold_a1`).
 #
 # **E1 (Keskar sharpness): {glue:text}`verdict_e1`** ({glue:text}`e1_evidence`). The mean
 # sharpness goes from {glue:text}`m0_epochs_keskar_small:.3f` to
@@ -457,20 +476,18 @@ notebook.glue_all(values)
 # {glue:text}`m0_epochs_e1`) and from {glue:text}`m0_threshold_keskar_small:.3f` to
 # {glue:text}`m0_threshold_keskar_large:.3f` (loss threshold; {glue:text}`m0_threshold_e1`);
 # for {glue:text}`m1_epochs_name` from {glue:text}`m1_epochs_keskar_small:.3f` to
-# {glue:text}`m1_epochs_keskar_large:.3f` ({glue:text}`m1_epochs_e1`) and from
+# {glue:text}`m1_epochs_keskar_large:.3f` (fixed epochs; {glue:text}`m1_epochs_e1`) and from
 # {glue:text}`m1_threshold_keskar_small:.3f` to {glue:text}`m1_threshold_keskar_large:.3f`
-# ({glue:text}`m1_threshold_e1`). The interpolation and the loss planes above show the same
+# (loss threshold; {glue:text}`m1_threshold_e1`). The interpolation and the loss planes above show the same
 # two solutions of {glue:text}`detail_model` ({glue:text}`detail_rule` rule; their runs ended
 # with status {glue:text}`detail_small_status` and {glue:text}`detail_large_status`).
 #
 # **A5 (saddles): {glue:text}`verdict_a5`** ({glue:text}`a5_evidence`). For
-# {glue:text}`detail_model`, the smallest eigenvalue is on average
-# {glue:text}`lmin_threshold_small:.4f` at batch {glue:text}`small_batch` and
-# {glue:text}`lmin_threshold_large:.4f` at batch {glue:text}`large_batch` under the loss
-# threshold, that is {glue:text}`ratio_threshold_small:.3f` and
-# {glue:text}`ratio_threshold_large:.3f` of the top eigenvalue (with fixed epochs:
-# {glue:text}`ratio_epochs_small:.3f` and {glue:text}`ratio_epochs_large:.3f`). The spectral
-# densities put a share of {glue:text}`negative_mass_small:.3f` (small batch) and
+# {glue:text}`detail_model` trained to the loss threshold, the smallest eigenvalue is on
+# average {glue:text}`lmin_small:.4f` at batch {glue:text}`small_batch` and
+# {glue:text}`lmin_large:.4f` at batch {glue:text}`large_batch`, that is
+# {glue:text}`ratio_small:.4f` and {glue:text}`ratio_large:.4f` of the top eigenvalue. The
+# spectral densities put a share of {glue:text}`negative_mass_small:.3f` (small batch) and
 # {glue:text}`negative_mass_large:.3f` (large batch) of their mass on negative eigenvalues.
 #
 # **Caveats.** These are two small networks on a small data set, a handful of seeds and one

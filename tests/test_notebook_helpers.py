@@ -3,7 +3,7 @@
 import pytest
 
 from largebatch.config import ConfigError
-from largebatch.notebook import check_choice, check_parameters, check_positive
+from largebatch.notebook import check_choice, check_parameters, check_positive, require
 
 
 def test_check_parameters_accepts_matching_values():
@@ -30,3 +30,9 @@ def test_choice_and_positive():
     for bad in ([], [1, 0], -1):
         with pytest.raises(ConfigError, match="parameter batch_sizes must be positive"):
             check_positive("batch_sizes", bad)
+
+
+def test_require_raises_the_message():
+    require(True, "never shown")
+    with pytest.raises(ConfigError, match="parameter top_k must be <= 5, got 7"):
+        require(False, "parameter top_k must be <= 5, got 7")

@@ -266,3 +266,39 @@ def test_convexity_inside_linear_regions():
     assert (fixed["length"] == 5.0).all()
     with pytest.raises(ValueError, match="no ReLU"):
         robustness.convexity_table(mlp(nn.Tanh), inputs, targets, 5.0, within_region=True)
+
+
+def test_rank_correlation():
+    assert robustness.rank_correlation([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert robustness.rank_correlation([1, 2, 3, np.nan], [3, 2, 1, 0]) == pytest.approx(-1.0)
+    assert math.isnan(robustness.rank_correlation([1, 2], [1, 2]))
+
+
+def _curvature_rows(network, psd, rank_bound=True):
+    return pd.DataFrame({"network": network, "psd": psd, "rank_bound": rank_bound})
+
+
+def test_saddle_free_verdict():
+    convex = pd.DataFrame({"network": ["relu", "relu"], "convex": [True, True]})
+    curvature = pd.concat([_curvature_rows("relu", [True, True]), _curvature_rows("tanh", [False, True])])
+    assert robustness.saddle_free_verdict(curvature, convex, ["relu"], ["tanh"], 0.5) == "reproduced"
+    assert robustness.saddle_free_verdict(curvature, convex, ["relu"], ["tanh"], 0.9) == "partly reproduced"
+    not_psd = pd.concat([_curvature_rows("relu", [True, False]), _curvature_rows("tanh", [True, True])])
+    assert robustness.saddle_free_verdict(not_psd, convex.assign(convex=[True, False]), ["relu"], ["tanh"],
+                                          0.5) == "not reproduced"
+    with pytest.raises(ValueError, match="smooth network 'gelu'"):
+        robustness.saddle_free_verdict(curvature, convex, ["relu"], ["gelu"], 0.5)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"batch_sizes": [32, 32]}, "two distinct sizes"), ({"seeds": []}, "one seed"),
+    ({"momenta": [0.9, 0.9]}, "must differ"), ({"activations": ["tanh", "relu"]}, "start with relu"),
+    ({"activations": ["relu"]}, "start with relu"), ({"indefinite_fraction": 0.0}, r"\(0, 1\]"),
+    ({"num_threads": -1}, "num_threads"),
+])
+def test_check_study(changes, message):
+    good = {"batch_sizes": [32, 128], "seeds": [0], "momenta": [0.0, 0.9], "activations": ["relu", "tanh"],
+            "indefinite_fraction": 0.5, "num_threads": 1}
+    robustness.check_study(**good)
+    with pytest.raises(ConfigError, match=message):
+        robustness.check_study(**{**good, **changes})

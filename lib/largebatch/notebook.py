@@ -37,6 +37,13 @@ def check_positive(name: str, values: Any) -> None:
         raise ConfigError(f"parameter {name} must be positive (every entry of a non-empty list), got {values!r}")
 
 
+def require(condition: bool, message: str) -> None:
+    """Fail with ``message`` (a :class:`ConfigError`) unless ``condition`` holds: for checks
+    between parameters that the helpers above do not cover."""
+    if not condition:
+        raise ConfigError(message)
+
+
 def glue(name: str, value: Any, display: bool = False) -> None:
     """Glue a value into the book's prose (``{glue:text}`name```), and keep it in the notebook."""
     from myst_nb import glue as myst_glue

@@ -218,7 +218,7 @@ def hessian_spectrum(eigenvalues: Sequence[float], bins: int = 60, zero: float =
     left.set_yscale("log")
     left.set_xlabel("rank (largest first)")
     left.set_ylabel("|Hessian eigenvalue|")
-    left.legend(fontsize="small")
+    left.legend(fontsize="small", loc="lower left", bbox_to_anchor=(0.0, 0.12))
     right.hist(values, bins=bins, color="C0", edgecolor="white", linewidth=0.3)
     right.set_yscale("log")
     right.set_xlabel("Hessian eigenvalue")
@@ -230,10 +230,12 @@ def hessian_spectrum(eigenvalues: Sequence[float], bins: int = 60, zero: float =
 def error_vs_matvecs(curves: Mapping[str, pd.DataFrame], x: str = "matvecs", y: str = "error",
                      group: str = "seed", xlabel: str = "Hessian-vector products",
                      ylabel: str = "relative error", log_x: bool = False, axis: plt.Axes | None = None,
-                     title: str | None = None, hline: float | None = None) -> plt.Figure:
+                     title: str | None = None, hline: float | None = None,
+                     slopes: Mapping[str, float] | None = None) -> plt.Figure:
     """Median over ``group`` (seeds) of ``y`` against ``x``, one line per labelled frame, min-max band.
 
-    ``hline`` draws a dotted horizontal line (e.g. an error target).
+    ``hline`` draws a dotted horizontal line (e.g. an error target); ``slopes`` maps labels to
+    exponents ``a`` of grey guide lines ``y ~ x**a`` through the first curve's first median.
     """
     use_style()
     if axis is None:
@@ -248,9 +250,21 @@ def error_vs_matvecs(curves: Mapping[str, pd.DataFrame], x: str = "matvecs", y: 
             axis.fill_between(stats[x], stats["min"], stats["max"], color=f"C{index}", alpha=0.2, linewidth=0)
     if hline is not None:
         axis.axhline(hline, color="0.4", linestyle=":", linewidth=1, label=f"error {hline:g}")
+    if slopes:
+        import numpy as np
+
+        first = next(iter(curves.values())).dropna(subset=[y]).groupby(x)[y].median()
+        xs = np.asarray(first.index, dtype=float)
+        for style, (label, exponent) in zip((":", "-."), slopes.items()):
+            axis.plot(xs, first.iloc[0] * (xs / xs[0]) ** exponent, color="0.45", linestyle=style,
+                      linewidth=1, label=label)
     axis.set_yscale("log")
     if log_x:
+        from matplotlib.ticker import NullFormatter, ScalarFormatter
+
         axis.set_xscale("log")
+        axis.xaxis.set_major_formatter(ScalarFormatter())
+        axis.xaxis.set_minor_formatter(NullFormatter())
     axis.set_xlabel(xlabel)
     axis.set_ylabel(ylabel)
     if title:
@@ -446,4 +460,32 @@ def rows_with_error_bars(summary: pd.DataFrame, label: str, metrics: Mapping[str
         axis.grid(axis="y", visible=False)
     axes[0][0].set_yticks(positions, summary[label].tolist())
     fig.tight_layout()
+    return fig
+
+
+def metric_scatter(frame: pd.DataFrame, x: str, y: str, hue: str, xlabel: str, ylabel: str,
+                   log_x: bool = False) -> plt.Figure:
+    """One point per run: ``y`` against ``x``, coloured by ``hue`` (e.g. sharpness against robustness)."""
+    use_style()
+    fig, axis = plt.subplots(figsize=(5.6, 3.8))
+    for value, part in frame.groupby(hue, sort=True):
+        axis.scatter(part[x], part[y], s=22, alpha=0.8, label=str(value))
+    if log_x:
+        axis.set_xscale("log")
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def legend_below(fig: plt.Figure, ncol: int | None = None) -> plt.Figure:
+    """Move the first panel's legend below the panels (one legend for the figure, off the data)."""
+    axis = fig.axes[0]
+    handles, labels = axis.get_legend_handles_labels()
+    for panel in fig.axes:
+        if panel.get_legend() is not None:
+            panel.get_legend().remove()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol or min(len(labels), 4),
+               fontsize="small")
     return fig

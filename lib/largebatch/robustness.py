@@ -53,6 +53,7 @@ __all__ = [
     "area_under_curve",
     "batch_size_effect",
     "check_epsilons",
+    "check_study",
     "combine_verdicts",
     "compare",
     "convexity_table",
@@ -61,8 +62,10 @@ __all__ = [
     "input_curvature_table",
     "input_scale",
     "per_run",
+    "rank_correlation",
     "robust_curve",
     "robustness_table",
+    "saddle_free_verdict",
     "scaling_grid",
     "select",
     "spread_of_means",
@@ -141,6 +144,29 @@ def check_epsilons(epsilons: Sequence[float], reference_eps: float | None = None
     if reference_eps is not None and not any(math.isclose(e, reference_eps) for e in epsilons):
         raise ConfigError(f"parameter reference_eps must be one of epsilons {epsilons!r}, "
                           f"got {reference_eps!r}")
+
+
+def check_study(batch_sizes: Sequence[int], seeds: Sequence[int], momenta: Sequence[float],
+                activations: Sequence[str], indefinite_fraction: float, num_threads: int = 0) -> None:
+    """Fail (``ConfigError``) on parameters of the adversarial chapter that cannot make a study.
+
+    Two distinct batch sizes at least, one seed at least, distinct momenta, activations
+    that start with ``"relu"`` and name at least one smooth one, ``indefinite_fraction``
+    in (0, 1] and ``num_threads >= 0``.
+    """
+    if len(set(batch_sizes)) < 2:
+        raise ConfigError(f"parameter batch_sizes must name two distinct sizes at least, got {batch_sizes!r}")
+    if not seeds:
+        raise ConfigError("parameter seeds must name one seed at least, got []")
+    if len(set(momenta)) != len(momenta):
+        raise ConfigError(f"parameters low_momentum and momentum must differ, got {list(momenta)!r}")
+    if list(activations[:1]) != ["relu"] or len(activations) < 2:
+        raise ConfigError(f"parameter curvature_activations must start with relu and name at least "
+                          f"one smooth activation, got {activations!r}")
+    if not 0 < indefinite_fraction <= 1:
+        raise ConfigError(f"parameter indefinite_fraction must be in (0, 1], got {indefinite_fraction!r}")
+    if num_threads < 0:
+        raise ConfigError(f"parameter num_threads must be >= 0 (0: torch's default), got {num_threads!r}")
 
 
 def input_scale(inputs: Tensor) -> dict[str, float]:
@@ -441,6 +467,43 @@ def combine_verdicts(verdicts: Sequence[str]) -> str:
     if any(v == "contradicted" for v in verdicts):
         return "contradicted"
     return "not reproduced"
+
+
+def rank_correlation(x: Sequence[float] | pd.Series, y: Sequence[float] | pd.Series) -> float:
+    """Spearman's rank correlation of paired values (pairs with a NaN dropped); NaN if < 3 pairs."""
+    from scipy.stats import spearmanr
+
+    a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = np.isfinite(a) & np.isfinite(b)
+    if keep.sum() < 3:
+        return math.nan
+    return float(spearmanr(a[keep], b[keep]).statistic)
+
+
+def saddle_free_verdict(curvature: pd.DataFrame, convexity: pd.DataFrame, piecewise: Sequence[str],
+                        smooth: Sequence[str], indefinite_fraction: float) -> str:
+    """Verdict on the saddle-free claim from :func:`input_curvature_table` and
+    :func:`convexity_table` outputs (with a ``network`` column; ``convexity`` rows of
+    segments inside linear regions only).
+
+    Three criteria: every ``piecewise`` network is PSD with at most C-1 nonzero
+    eigenvalues at every point; its loss is convex along the gradient inside the linear
+    region at every point; every ``smooth`` network is indefinite at a share of at least
+    ``indefinite_fraction`` of the points. All: ``"reproduced"``, some: ``"partly
+    reproduced"``, none: ``"not reproduced"``.
+    """
+    linear = curvature[curvature["network"].isin(piecewise)]
+    inside = convexity[convexity["network"].isin(piecewise)]
+    if linear.empty or inside.empty or not smooth:
+        raise ValueError("need curvature and convexity rows of piecewise-linear networks and "
+                         "at least one smooth network")
+    criteria = [bool(linear["psd"].all() and linear["rank_bound"].all()), bool(inside["convex"].all())]
+    for name in smooth:
+        rows = curvature[curvature["network"] == name]
+        if rows.empty:
+            raise ValueError(f"no curvature rows for the smooth network {name!r}")
+        criteria.append(float((~rows["psd"]).mean()) >= indefinite_fraction)
+    return combine_verdicts(["reproduced" if ok else "not reproduced" for ok in criteria])
 
 
 # ----------------------------------------------------------------------------- input curvature
