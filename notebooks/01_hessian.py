@@ -36,7 +36,7 @@ num_samples: int = 5000  # MNIST-1D only: samples generated, 80% for training
 epochs: int = 30  # passes over the training data for the trained network
 lr: float = 0.05  # learning rate of both trainings (SGD with momentum 0.9)
 batch_size: int = 128  # training batch size of both networks
-seeds: list[int] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]  # seeds of start vectors, probes and batch draws; the first seeds training
+seeds: list[int] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]  # seeds of start vectors, probes, batch draws; first: training
 tiny_dataset: str = "mnist1d"  # data set of the tiny MLP whose Hessian is formed densely (keep it small)
 tiny_width: int = 8  # hidden width of the tiny MLP (mnist1d_mlp): 490 parameters on MNIST-1D
 tiny_epochs: int = 10  # passes over the training data for the tiny MLP
@@ -98,7 +98,7 @@ print(f"tiny MLP on {tiny_bundle.name} ({tiny_bundle.num_train} training samples
 # ## The two networks
 #
 # Both are trained once by `experiments.run` (cached: a second execution reads them from
-# disk) with plain SGD at the same learning rate and batch size; the CNN for
+# disk) by SGD with momentum at the same learning rate and batch size; the CNN for
 # {glue:text}`cnn_epochs` epochs, the tiny MLP only briefly ({glue:text}`tiny_epochs` epochs).
 
 # %%
@@ -120,7 +120,8 @@ networks
 
 # %% tags=["remove-input"]
 tiny_params, cnn_params = int(networks.loc["tiny MLP", "parameters"]), int(networks.loc["CNN", "parameters"])
-notebook.glue_all({"cnn_epochs": cnn_config.epochs, "tiny_epochs": tiny_config.epochs, "tiny_params": tiny_params, "cnn_params": cnn_params,
+notebook.glue_all({"cnn_epochs": cnn_config.epochs, "tiny_epochs": tiny_config.epochs,
+                   "tiny_params": tiny_params, "cnn_params": cnn_params,
                    "cnn_entries": float(cnn_params) ** 2, "cnn_dense_gib": 4 * float(cnn_params) ** 2 / 2**30,
                    "num_hessian": num_hessian, "tiny_train": tiny_bundle.num_train})
 

@@ -147,3 +147,9 @@ def test_default_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("LARGEBATCH_CACHE_DIR")
     monkeypatch.chdir(experiments.__file__.rsplit("/lib/", 1)[0] + "/notebooks")
     assert experiments.default_cache_dir().parts[-2:] == (".cache", "runs")
+
+
+def test_device_is_not_part_of_the_run_identity(cache):
+    record = experiments.run(TINY, cache, progress=False, device="cpu")
+    assert experiments.run(TINY, cache, progress=False, device="meta") == record  # cache hit, no compute
+    assert next(experiments.load_model(TINY, cache, device="cpu").parameters()).device.type == "cpu"

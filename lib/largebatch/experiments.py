@@ -15,6 +15,7 @@ the root of the project checkout (found from the working directory), else
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -22,7 +23,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import pandas as pd
 import torch
@@ -138,6 +139,22 @@ def _hessian_metrics(config: RunConfig, model: nn.Module, bundle: data.DataBundl
     return metrics
 
 
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Train on one CPU thread: results then do not depend on the machine's core count.
+
+    Multi-threaded CPU kernels sum in an order that depends on the number of
+    threads, so the same configuration would give different weights on a laptop
+    and on CI. The book's models are small enough that one thread costs little.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _git_commit() -> str | None:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
@@ -185,18 +202,26 @@ def load_record(config: RunConfig, cache_dir: str | os.PathLike | None = None) -
     return json.loads(path.read_text())
 
 
+def default_device() -> torch.device:
+    """The GPU when there is one, else the CPU (not part of a run's identity or cache key)."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def run(config: RunConfig, cache_dir: str | os.PathLike | None = None, *, force: bool = False,
-        progress: bool = True) -> dict[str, Any]:
-    """Train and evaluate ``config``, or return its cached record."""
+        progress: bool = True, device: str | torch.device | None = None) -> dict[str, Any]:
+    """Train and evaluate ``config`` on ``device`` (default: :func:`default_device`),
+    or return its cached record."""
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
     if not force and (record := load_record(config, cache_dir)) is not None:
         return record
     bundle = validate(config)
-    model = build_model(config, bundle)
     started = time.perf_counter()
-    outcome = fit(model, bundle.train, bundle.test, config, callbacks=_callbacks(config),
-                  input_transform=_input_transform(config, bundle), progress=progress)
+    device = torch.device(device) if device is not None else default_device()
+    with single_thread() if device.type == "cpu" else contextlib.nullcontext():
+        model = build_model(config, bundle).to(device)
+        outcome = fit(model, bundle.train, bundle.test, config, callbacks=_callbacks(config),
+                      input_transform=_input_transform(config, bundle), progress=progress)
     final: dict[str, Any] = {"steps": outcome.steps}
     if outcome.status != "diverged":
         for split, dataset in (("train", bundle.train), ("test", bundle.test)):
@@ -229,14 +254,16 @@ def sweep(configs: Sequence[RunConfig], cache_dir: str | os.PathLike | None = No
     return records
 
 
-def load_model(config: RunConfig, cache_dir: str | os.PathLike | None = None) -> nn.Module:
-    """The trained model of a finished run (checkpoint loaded with ``weights_only=True``)."""
+def load_model(config: RunConfig, cache_dir: str | os.PathLike | None = None,
+               device: str | torch.device | None = None) -> nn.Module:
+    """The trained model of a finished run, in eval mode on ``device`` (default: the CPU);
+    the checkpoint is loaded with ``weights_only=True``."""
     path = run_dir(config, cache_dir) / CHECKPOINT_FILE
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint for this configuration at {path}; call run(config) first")
     model = build_model(config, load_data(config))
     model.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
-    return model.eval()
+    return model.to(device or "cpu").eval()
 
 
 def results(records: Iterable[dict[str, Any]] | None = None,

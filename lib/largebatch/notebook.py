@@ -45,9 +45,15 @@ def require(condition: bool, message: str) -> None:
 
 
 def glue(name: str, value: Any, display: bool = False) -> None:
-    """Glue a value into the book's prose (``{glue:text}`name```), and keep it in the notebook."""
+    """Glue a value into the book's prose (``{glue:text}`name```), and keep it in the notebook.
+
+    NumPy and torch scalars are turned into Python numbers first, so that format
+    specs such as ``:.3f`` work in the prose.
+    """
     from myst_nb import glue as myst_glue
 
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        value = value.item()
     myst_glue(name, value, display=display)
 
 

@@ -59,10 +59,10 @@ def learning_curves(histories: Mapping[str, pd.DataFrame],
 
 
 def figure_dir() -> Path:
-    """Where figures are saved: ``figures/`` beside the run cache (see ``experiments``)."""
+    """Where figures are saved: ``figures/`` inside the run cache (see ``experiments``)."""
     from largebatch.experiments import default_cache_dir
 
-    return default_cache_dir().parent / "figures"
+    return default_cache_dir() / "figures"
 
 
 def save_figure(fig: plt.Figure, name: str, folder: str | Path | None = None) -> None:
