@@ -3,7 +3,6 @@
 import math
 
 import pytest
-import torch
 
 from largebatch import experiments, hessian
 from largebatch.config import ConfigError, RunConfig

@@ -16,12 +16,6 @@ from largebatch.hessian import HessianOperator, MatrixOperator, exact_hessian, t
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _matrix(eigenvalues: list[float], seed: int = 0) -> torch.Tensor:

@@ -21,13 +21,6 @@ INPUT_SHAPES = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """These models are tiny at batch 2: one intra-op thread is faster on a busy 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @functools.lru_cache(maxsize=None)
