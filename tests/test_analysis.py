@@ -65,6 +65,13 @@ def test_spearman_and_difference():
     assert analysis.spearman([1, 2, np.nan, 4], [1, 2, 3, 4]).n == 3
     diff = analysis.difference([1.0, 3.0], [0.0, 0.0, 0.0])
     assert diff.mean == pytest.approx(2.0) and diff.std_error == pytest.approx(math.sqrt(2.0 / 2))
+    assert analysis.difference([1.0, np.nan, 3.0], [0.0, 0.0]).mean == pytest.approx(2.0)
+
+
+def test_a_single_seed_gives_no_error_estimate_and_no_verdict():
+    single = analysis.difference([0.9], [0.5, 0.6])
+    assert single.mean == pytest.approx(0.35) and math.isnan(single.std_error)
+    assert analysis.improvement_verdict("B4", [0.9], [0.5, 0.6]).outcome == "inconclusive"
 
 
 def test_correlation_verdict_outcomes():

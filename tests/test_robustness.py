@@ -78,8 +78,8 @@ def test_robust_curve_matches_attacks_and_is_cached(cache, monkeypatch):
                                      generator=torch.Generator().manual_seed(1))
     assert curve["accuracy"].tolist() == direct["accuracy"].tolist()
     assert curve["epsilon"].tolist() == EPSILONS
-    stored = list((experiments.run_dir(TINY, cache) / "robust").glob("*.json"))
-    assert len(stored) == 1 and json.loads(stored[0].read_text())["num_points"] == 20
+    stored = list((experiments.run_dir(TINY, cache) / "measurements").glob("robust_*.pt"))
+    assert len(stored) == 1
 
     def no_attack(*args, **kwargs):
         raise AssertionError("a cached curve must not be recomputed")

@@ -195,15 +195,19 @@ class Difference(NamedTuple):
 
 
 def difference(a: Sequence[float], b: Sequence[float]) -> Difference:
-    """Difference of two groups' means (e.g. test accuracies over seeds) with its standard error.
+    """Difference of two groups' means (e.g. test accuracies over seeds) with Welch's standard error.
 
-    A group of one value contributes no variance, so with single seeds the
-    standard error is 0 and any difference counts as beyond noise: use seeds.
+    NaN values (diverged runs) are left out. The error is NaN when a group has fewer
+    than two values: one seed says nothing about the noise, so a verdict built on it
+    comes out inconclusive rather than significant.
     """
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    a, b = (np.asarray(v, dtype=float) for v in (a, b))
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
     if len(a) == 0 or len(b) == 0:
-        raise ValueError("both groups need at least one value")
-    variance = sum(float(v.var(ddof=1)) / len(v) for v in (a, b) if len(v) > 1)
+        raise ValueError("both groups need at least one finite value")
+    if len(a) < 2 or len(b) < 2:
+        return Difference(float(a.mean() - b.mean()), math.nan)
+    variance = float(a.var(ddof=1)) / len(a) + float(b.var(ddof=1)) / len(b)
     return Difference(float(a.mean() - b.mean()), math.sqrt(variance))
 
 

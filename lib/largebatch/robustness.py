@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from largebatch import attacks, experiments
+from largebatch import analysis, attacks, experiments
 from largebatch.config import ConfigError, RunConfig
 from largebatch.evaluation import eval_mode
 from largebatch.input_curvature import (
@@ -183,12 +183,6 @@ def input_scale(inputs: Tensor) -> dict[str, float]:
 # ----------------------------------------------------------------------------- curves
 
 
-def _curve_file(config: RunConfig, settings: dict[str, Any],
-                cache_dir: str | os.PathLike | None) -> os.PathLike:
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-    return experiments.run_dir(config, cache_dir) / "robust" / f"{digest}.json"
-
-
 def robust_curve(config: RunConfig, epsilons: Sequence[float], attack: str = "pgd", *,
                  num_points: int | None = None, steps: int = 10, restarts: int = 1,
                  seed: int = 0, batch_size: int = 500,
@@ -213,24 +207,23 @@ def robust_curve(config: RunConfig, epsilons: Sequence[float], attack: str = "pg
                 "num_points": num_points}
     if attack == "pgd":
         settings.update(steps=steps, restarts=restarts, seed=seed)
-    path = _curve_file(config, settings, cache_dir)
-    if path.exists():
-        return pd.DataFrame(json.loads(path.read_text())["curve"])
-    model = experiments.load_model(config, cache_dir)
-    bundle = experiments.load_data(config)
-    inputs, targets = bundle.test.tensors
-    if num_points is not None:
-        inputs, targets = inputs[:num_points], targets[:num_points]
-    kwargs: dict[str, Any] = {"clip": bundle.value_range}
-    if attack == "pgd":
-        kwargs.update(steps=steps, restarts=restarts,
-                      generator=torch.Generator().manual_seed(seed))
-    curve = attacks.robust_accuracy(model, (inputs, targets), ordered, attack=attack,
-                                    batch_size=batch_size, **kwargs)
-    payload = {"settings": settings, "config_key": config.key(),
-               "num_points": len(targets), "curve": curve.to_dict(orient="list")}
-    experiments.atomic_write_bytes(path, json.dumps(payload, indent=1).encode())
-    return curve
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+    def compute() -> dict[str, list]:
+        model = experiments.load_model(config, cache_dir)
+        bundle = experiments.load_data(config)
+        inputs, targets = bundle.test.tensors
+        if num_points is not None:
+            inputs, targets = inputs[:num_points], targets[:num_points]
+        kwargs: dict[str, Any] = {"clip": bundle.value_range}
+        if attack == "pgd":
+            kwargs.update(steps=steps, restarts=restarts,
+                          generator=torch.Generator().manual_seed(seed))
+        curve = attacks.robust_accuracy(model, (inputs, targets), ordered, attack=attack,
+                                        batch_size=batch_size, **kwargs)
+        return curve.to_dict(orient="list")
+
+    return pd.DataFrame(analysis.measure(config, f"robust_{digest}", compute, cache_dir))
 
 
 def _labelled(runs: Iterable[GridRun | RunConfig]) -> list[GridRun]:
@@ -380,17 +373,14 @@ class Comparison:
 
 
 def compare(a: Sequence[float] | pd.Series, b: Sequence[float] | pd.Series) -> Comparison:
-    """Difference of means ``b - a`` of independent samples (NaNs dropped), Welch's error."""
-    x = np.asarray(a, dtype=float)
-    y = np.asarray(b, dtype=float)
+    """Difference of means ``b - a`` of independent samples (NaNs dropped), Welch's error
+    (:func:`largebatch.analysis.difference`)."""
+    x, y = (np.asarray(v, dtype=float) for v in (a, b))
     x, y = x[np.isfinite(x)], y[np.isfinite(y)]
     if x.size == 0 or y.size == 0:
         raise ValueError("compare needs at least one finite value on each side")
-    if x.size > 1 and y.size > 1:
-        error = math.sqrt(x.var(ddof=1) / x.size + y.var(ddof=1) / y.size)
-    else:
-        error = math.nan
-    return Comparison(float(x.mean()), float(y.mean()), float(y.mean() - x.mean()), error,
+    diff = analysis.difference(y, x)
+    return Comparison(float(x.mean()), float(y.mean()), diff.mean, diff.std_error,
                       int(x.size), int(y.size))
 
 
@@ -470,14 +460,8 @@ def combine_verdicts(verdicts: Sequence[str]) -> str:
 
 
 def rank_correlation(x: Sequence[float] | pd.Series, y: Sequence[float] | pd.Series) -> float:
-    """Spearman's rank correlation of paired values (pairs with a NaN dropped); NaN if < 3 pairs."""
-    from scipy.stats import spearmanr
-
-    a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    keep = np.isfinite(a) & np.isfinite(b)
-    if keep.sum() < 3:
-        return math.nan
-    return float(spearmanr(a[keep], b[keep]).statistic)
+    """Spearman's rank correlation of paired values (:func:`largebatch.analysis.spearman`)."""
+    return analysis.spearman(x, y).rho
 
 
 def saddle_free_verdict(curvature: pd.DataFrame, convexity: pd.DataFrame, piecewise: Sequence[str],
