@@ -37,6 +37,8 @@ __all__ = [
     "gauss_newton_input_hessian",
     "input_hessian",
     "input_hessian_spectrum",
+    "logit_jacobian",
+    "logits_function",
     "loss_along_direction",
     "same_linear_region",
 ]
@@ -51,8 +53,8 @@ eigenvalue, while the negative curvature of smooth networks is typically 1e-4
 relative or more, so 1e-8 separates the two with a wide margin either way."""
 
 
-def _as_function(model: nn.Module, dtype: torch.dtype) -> Callable[[Tensor], Tensor]:
-    """``inputs -> logits`` using ``dtype`` copies of the model's floating tensors."""
+def logits_function(model: nn.Module, dtype: torch.dtype = torch.float64) -> Callable[[Tensor], Tensor]:
+    """``inputs -> logits`` using ``dtype`` copies of the model's floating tensors (no grad to them)."""
     state = {
         name: tensor.detach().to(dtype) if tensor.is_floating_point() else tensor
         for name, tensor in [*model.named_parameters(), *model.named_buffers()]
@@ -80,7 +82,7 @@ def input_hessian(
     flat = x.detach().to(dtype).flatten()
     target = _target(y, x.device)
     with eval_mode(model):
-        logits_of = _as_function(model, dtype)
+        logits_of = logits_function(model, dtype)
 
         def loss(z: Tensor) -> Tensor:
             return loss_fn(logits_of(z.view(1, *shape)), target)
@@ -102,18 +104,19 @@ def gauss_newton_input_hessian(
     needed (the cross-entropy Hessian in the logits does not depend on the
     label); it is accepted so both functions can be called alike.
     """
-    shape = x.shape
-    flat = x.detach().to(dtype).flatten()
-    with eval_mode(model):
-        logits_of = _as_function(model, dtype)
-
-        def logits(z: Tensor) -> Tensor:
-            return logits_of(z.view(1, *shape))[0]
-
-        jacobian = jacrev(logits)(flat)  # (C, d)
-        p = torch.softmax(logits(flat), dim=0)
+    jacobian = logit_jacobian(model, x, dtype)  # (C, d)
+    with eval_mode(model), torch.no_grad():
+        p = torch.softmax(logits_function(model, dtype)(x.detach().to(dtype).unsqueeze(0))[0], dim=0)
     curvature = torch.diag(p) - torch.outer(p, p)
     return jacobian.T @ curvature @ jacobian
+
+
+def logit_jacobian(model: nn.Module, x: Tensor, dtype: torch.dtype = torch.float64) -> Tensor:
+    """Jacobian ``(C, d)`` of the logits w.r.t. one flattened input (``jacrev``, eval mode)."""
+    shape = x.shape
+    with eval_mode(model):
+        logits_of = logits_function(model, dtype)
+        return jacrev(lambda z: logits_of(z.view(1, *shape))[0])(x.detach().to(dtype).flatten())
 
 
 def input_hessian_spectrum(
@@ -169,7 +172,7 @@ def loss_along_direction(
     points = x.detach().to(dtype) + alphas.view(shape) * direction.detach().to(dtype)
     targets = _target(y, x.device).expand(len(alphas))
     with eval_mode(model), torch.no_grad():
-        logits = _as_function(model, dtype)(points)
+        logits = logits_function(model, dtype)(points)
         return loss_fn(logits, targets, reduction="none")
 
 
@@ -206,7 +209,7 @@ def _activation_pattern(model: nn.Module, x: Tensor) -> list[Tensor]:
     handles = [m.register_forward_hook(record) for m in modules]
     try:
         with eval_mode(model), torch.no_grad():
-            _as_function(model, torch.float64)(x.detach().to(torch.float64).unsqueeze(0))
+            logits_function(model, torch.float64)(x.detach().to(torch.float64).unsqueeze(0))
     finally:
         for handle in handles:
             handle.remove()

@@ -40,6 +40,8 @@ from largebatch.evaluation import eval_mode
 from largebatch.input_curvature import (
     DEFAULT_TOL,
     input_hessian,
+    logit_jacobian,
+    logits_function,
     loss_along_direction,
     same_linear_region,
 )
@@ -499,22 +501,6 @@ ROUNDOFF_FACTOR = 100.0
 _EPS64 = float(torch.finfo(torch.float64).eps)
 
 
-def _float64_logits(model: nn.Module):
-    """``inputs -> logits`` with float64 copies of the model's floating tensors (no grad to them)."""
-    state = {name: tensor.detach().double() if tensor.is_floating_point() else tensor
-             for name, tensor in [*model.named_parameters(), *model.named_buffers()]}
-    return lambda inputs: torch.func.functional_call(model, state, (inputs,))
-
-
-def _logit_jacobian(model: nn.Module, x: Tensor) -> Tensor:
-    """Jacobian ``(C, d)`` of the logits w.r.t. one flattened input, float64, eval mode."""
-    shape = x.shape
-    with eval_mode(model):
-        logits_of = _float64_logits(model)
-        return torch.func.jacrev(lambda z: logits_of(z.view(1, *shape))[0])(
-            x.detach().double().flatten())
-
-
 def input_curvature_table(networks: Mapping[str, nn.Module], inputs: Tensor, targets: Tensor,
                           num_classes: int, tol: float = DEFAULT_TOL,
                           roundoff_factor: float = ROUNDOFF_FACTOR) -> pd.DataFrame:
@@ -541,9 +527,9 @@ def input_curvature_table(networks: Mapping[str, nn.Module], inputs: Tensor, tar
         for index, (x, y) in enumerate(zip(inputs, targets)):
             h = input_hessian(network, x, y)
             eigenvalues = torch.linalg.eigvalsh((h + h.T) / 2)
-            jacobian = _logit_jacobian(network, x)
+            jacobian = logit_jacobian(network, x)
             with eval_mode(network), torch.no_grad():
-                confidence = torch.softmax(_float64_logits(network)(x.double().unsqueeze(0)), 1).max()
+                confidence = torch.softmax(logits_function(network)(x.double().unsqueeze(0)), 1).max()
             largest = eigenvalues.abs().max().item()
             threshold = max(tol * largest,
                             roundoff_factor * _EPS64 * torch.linalg.matrix_norm(jacobian, 2).item() ** 2)
@@ -565,7 +551,7 @@ def _unit_gradient(model: nn.Module, x: Tensor, y: Tensor | int) -> Tensor:
     point = x.detach().to(torch.float64).unsqueeze(0).requires_grad_(True)
     target = torch.as_tensor(y).reshape(1)
     with eval_mode(model):
-        logits = _float64_logits(model)(point)
+        logits = logits_function(model)(point)
         (grad,) = torch.autograd.grad(F.cross_entropy(logits, target), point)
     grad = grad[0]
     norm = grad.norm()
@@ -618,7 +604,7 @@ def convexity_table(model: nn.Module, inputs: Tensor, targets: Tensor, max_step:
     for index, (x, y) in enumerate(zip(inputs, targets)):
         steps, losses = gradient_line(model, x, y, max_step, num_steps, within_region)
         with eval_mode(model), torch.no_grad():
-            logit_size = _float64_logits(model)(x.double().unsqueeze(0)).abs().max().item()
+            logit_size = logits_function(model)(x.double().unsqueeze(0)).abs().max().item()
         second = losses[2:] - 2 * losses[1:-1] + losses[:-2]
         size = max(losses.abs().max().item(), 1e-300)
         allowance = tol * size + roundoff_factor * _EPS64 * (1 + logit_size)
