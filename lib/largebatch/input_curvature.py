@@ -34,6 +34,7 @@ from largebatch.evaluation import eval_mode
 
 __all__ = [
     "DEFAULT_TOL",
+    "ROUNDOFF_FACTOR",
     "gauss_newton_input_hessian",
     "input_hessian",
     "input_hessian_spectrum",
@@ -51,6 +52,9 @@ DEFAULT_TOL = 1e-8
 Round-off in a float64 Hessian is around 1e-13 relative to its largest
 eigenvalue, while the negative curvature of smooth networks is typically 1e-4
 relative or more, so 1e-8 separates the two with a wide margin either way."""
+
+ROUNDOFF_FACTOR = 100.0
+"""Multiple of machine epsilon allowed as round-off (see :func:`input_hessian_spectrum`)."""
 
 
 def logits_function(model: nn.Module, dtype: torch.dtype = torch.float64) -> Callable[[Tensor], Tensor]:
@@ -125,31 +129,47 @@ def input_hessian_spectrum(
     targets: Tensor,
     loss_fn: LossFn = F.cross_entropy,
     tol: float = DEFAULT_TOL,
+    roundoff_factor: float = ROUNDOFF_FACTOR,
     dtype: torch.dtype = torch.float64,
 ) -> pd.DataFrame:
     """Eigenvalue summary of the input Hessian, one row per sample of the batch.
 
-    Columns: ``sample`` (index in the batch), ``min_eig``, ``max_eig``,
-    ``n_positive`` / ``n_negative`` (eigenvalues above ``tol * scale`` / below
-    ``-tol * scale``, where ``scale`` is the largest absolute eigenvalue) and
-    ``psd`` (no eigenvalue below ``-tol * scale``). See :data:`DEFAULT_TOL`.
+    An eigenvalue counts as zero when its magnitude is at most
+
+        threshold = max(tol * max|eig|, roundoff_factor * eps * ||J||_2^2),
+
+    the larger of a relative tolerance and the round-off of ``J^T A J`` in
+    ``dtype`` (``J`` the Jacobian of the logits, ``A`` the softmax curvature, whose
+    entries carry an absolute error of order ``eps``). The second term matters at
+    points classified with near certainty, where every eigenvalue is itself of the
+    order of round-off.
+
+    Columns: ``sample`` (index in the batch), ``label``, ``confidence`` (largest
+    softmax probability), ``min_eig``, ``max_eig``, ``threshold``, ``n_positive`` /
+    ``n_negative`` (eigenvalues above ``threshold`` / below ``-threshold``),
+    ``n_nonzero``, ``psd`` (no eigenvalue below ``-threshold``) and
+    ``negative_ratio`` (``-min_eig / max|eig|`` if not PSD, else 0).
     """
+    eps = torch.finfo(dtype).eps
     rows = []
     for index, (x, y) in enumerate(zip(inputs, targets)):
         h = input_hessian(model, x, y, loss_fn=loss_fn, dtype=dtype)
         eigenvalues = torch.linalg.eigvalsh((h + h.T) / 2)
-        threshold = tol * eigenvalues.abs().max().item()
+        jacobian = logit_jacobian(model, x, dtype)
+        with eval_mode(model), torch.no_grad():
+            logits = logits_function(model, dtype)(x.detach().to(dtype).unsqueeze(0))
+        largest = eigenvalues.abs().max().item()
+        threshold = max(tol * largest,
+                        roundoff_factor * eps * torch.linalg.matrix_norm(jacobian, 2).item() ** 2)
         n_negative = int((eigenvalues < -threshold).sum())
-        rows.append(
-            {
-                "sample": index,
-                "min_eig": eigenvalues.min().item(),
-                "max_eig": eigenvalues.max().item(),
-                "n_positive": int((eigenvalues > threshold).sum()),
-                "n_negative": n_negative,
-                "psd": n_negative == 0,
-            }
-        )
+        n_positive = int((eigenvalues > threshold).sum())
+        rows.append({
+            "sample": index, "label": int(y), "confidence": torch.softmax(logits, 1).max().item(),
+            "min_eig": eigenvalues.min().item(), "max_eig": eigenvalues.max().item(),
+            "threshold": threshold, "n_positive": n_positive, "n_negative": n_negative,
+            "n_nonzero": n_positive + n_negative, "psd": n_negative == 0,
+            "negative_ratio": (-eigenvalues.min().item() / largest) if n_negative else 0.0,
+        })
     return pd.DataFrame(rows)
 
 

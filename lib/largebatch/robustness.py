@@ -39,8 +39,8 @@ from largebatch.config import ConfigError, RunConfig
 from largebatch.evaluation import eval_mode
 from largebatch.input_curvature import (
     DEFAULT_TOL,
-    input_hessian,
-    logit_jacobian,
+    ROUNDOFF_FACTOR,
+    input_hessian_spectrum,
     logits_function,
     loss_along_direction,
     same_linear_region,
@@ -495,55 +495,21 @@ def saddle_free_verdict(curvature: pd.DataFrame, convexity: pd.DataFrame, piecew
 # ----------------------------------------------------------------------------- input curvature
 
 
-ROUNDOFF_FACTOR = 100.0
-"""Multiple of float64 machine epsilon allowed as round-off (see :func:`input_curvature_table`)."""
-
-_EPS64 = float(torch.finfo(torch.float64).eps)
-
-
 def input_curvature_table(networks: Mapping[str, nn.Module], inputs: Tensor, targets: Tensor,
                           num_classes: int, tol: float = DEFAULT_TOL,
                           roundoff_factor: float = ROUNDOFF_FACTOR) -> pd.DataFrame:
-    """Eigenvalues of the dense float64 input Hessian, summarized per network and sample.
+    """:func:`largebatch.input_curvature.input_hessian_spectrum` of several networks.
 
-    The Hessian is :func:`largebatch.input_curvature.input_hessian` (exact second
-    derivatives). An eigenvalue counts as zero when its magnitude is at most
-
-        threshold = max(tol * max|eig|, roundoff_factor * eps64 * ||J||_2^2),
-
-    the larger of a relative tolerance and the float64 round-off of ``J^T A J`` (``J``
-    the Jacobian of the logits, ``A`` the softmax curvature, whose entries carry an
-    absolute error of order ``eps64``). The second term matters at points classified
-    with near certainty, where every eigenvalue is itself of the order of round-off.
-
-    Columns: ``network``, ``sample``, ``label``, ``confidence`` (largest softmax
-    probability), ``min_eig``, ``max_eig``, ``threshold``, ``n_positive``,
-    ``n_negative``, ``n_nonzero``, ``psd`` (no eigenvalue below ``-threshold``),
-    ``rank_bound`` (at most ``num_classes - 1`` nonzero eigenvalues) and
-    ``negative_ratio`` (``-min_eig / max|eig|`` if not PSD, else 0).
+    Adds the columns ``network`` and ``rank_bound`` (at most ``num_classes - 1``
+    nonzero eigenvalues).
     """
-    rows = []
+    tables = []
     for name, network in networks.items():
-        for index, (x, y) in enumerate(zip(inputs, targets)):
-            h = input_hessian(network, x, y)
-            eigenvalues = torch.linalg.eigvalsh((h + h.T) / 2)
-            jacobian = logit_jacobian(network, x)
-            with eval_mode(network), torch.no_grad():
-                confidence = torch.softmax(logits_function(network)(x.double().unsqueeze(0)), 1).max()
-            largest = eigenvalues.abs().max().item()
-            threshold = max(tol * largest,
-                            roundoff_factor * _EPS64 * torch.linalg.matrix_norm(jacobian, 2).item() ** 2)
-            n_negative = int((eigenvalues < -threshold).sum())
-            n_positive = int((eigenvalues > threshold).sum())
-            rows.append({
-                "network": name, "sample": index, "label": int(y), "confidence": confidence.item(),
-                "min_eig": eigenvalues.min().item(), "max_eig": eigenvalues.max().item(),
-                "threshold": threshold, "n_positive": n_positive, "n_negative": n_negative,
-                "n_nonzero": n_positive + n_negative, "psd": n_negative == 0,
-                "rank_bound": n_positive + n_negative <= num_classes - 1,
-                "negative_ratio": (-eigenvalues.min().item() / largest) if n_negative else 0.0,
-            })
-    return pd.DataFrame(rows)
+        table = input_hessian_spectrum(network, inputs, targets, tol=tol, roundoff_factor=roundoff_factor)
+        table.insert(0, "network", name)
+        table["rank_bound"] = table["n_nonzero"] <= num_classes - 1
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True)
 
 
 def _unit_gradient(model: nn.Module, x: Tensor, y: Tensor | int) -> Tensor:
@@ -607,7 +573,7 @@ def convexity_table(model: nn.Module, inputs: Tensor, targets: Tensor, max_step:
             logit_size = logits_function(model)(x.double().unsqueeze(0)).abs().max().item()
         second = losses[2:] - 2 * losses[1:-1] + losses[:-2]
         size = max(losses.abs().max().item(), 1e-300)
-        allowance = tol * size + roundoff_factor * _EPS64 * (1 + logit_size)
+        allowance = tol * size + roundoff_factor * torch.finfo(torch.float64).eps * (1 + logit_size)
         rows.append({"sample": index, "length": float(steps[-1]),
                      "min_second_difference": second.min().item() / size,
                      "allowance": allowance / size, "convex": second.min().item() >= -allowance})
