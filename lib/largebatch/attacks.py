@@ -295,6 +295,13 @@ def robust_accuracy(
 # ----------------------------------------------------------------------------
 
 
+def _pgd_passes(attack_kwargs: dict) -> int:
+    """Input-gradient passes per sample of :func:`pgd` with these keyword arguments."""
+    defaults = inspect.signature(pgd).parameters
+    return (attack_kwargs.get("steps", defaults["steps"].default)
+            * attack_kwargs.get("restarts", defaults["restarts"].default))
+
+
 class AdversarialTransform:
     """Training-loop input transform that makes part of each micro-batch adversarial.
 
@@ -306,6 +313,10 @@ class AdversarialTransform:
     ``fraction`` and ``eps`` may be changed between calls (the ABSA controller
     halves ``fraction``). ``attack_kwargs`` go to the attack (``loss_fn``, and
     for PGD ``norm``, ``steps``, ``step_size``, ...).
+
+    Cost: the gradient evaluations (samples x input-gradient passes: 1 for FGSM,
+    ``steps x restarts`` for PGD) spent since the last call are returned by
+    :meth:`take_gradient_evaluations`, which the training loop calls after every update.
     """
 
     def __init__(
@@ -322,6 +333,8 @@ class AdversarialTransform:
         self.attack_kwargs = attack_kwargs
         self.fraction = fraction
         self.eps = eps
+        self._pending_evaluations = 0
+        self.passes_per_sample = 1 if method == "fgsm" else _pgd_passes(attack_kwargs)
 
     @property
     def fraction(self) -> float:
@@ -353,7 +366,13 @@ class AdversarialTransform:
         adversarial = self._attack(
             model, inputs[:count], targets[:count], self.eps, clip=self.clip, **self.attack_kwargs
         )
+        self._pending_evaluations += count * self.passes_per_sample
         return torch.cat([adversarial, inputs[count:].detach()]), targets
+
+    def take_gradient_evaluations(self) -> int:
+        """Gradient evaluations spent on attacks since the last call (then reset to 0)."""
+        spent, self._pending_evaluations = self._pending_evaluations, 0
+        return spent
 
     def __repr__(self) -> str:
         return (

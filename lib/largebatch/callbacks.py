@@ -27,6 +27,12 @@ class TrainState:
     batch_size: int = 0  # current (effective) batch size
     lr: float = 0.0  # current learning rate
     last_loss: float = float("nan")  # mean training loss of the last update
+    # samples x gradient passes so far: one per sample of every update, plus what input
+    # transforms (attacks) and batch-size schedules (Hessian products) report they spent
+    gradient_evaluations: int = 0
+    previous_batch_size: int = 0  # batch size before the last change (warmup after an increase)
+    batch_changed_epoch: int = 0  # epoch at which the batch size last changed
+    wall_time_s: float = 0.0  # training wall time, summed over resumed sessions
     extra: dict[str, Any] = field(default_factory=dict)  # scratch space for schedules
 
 

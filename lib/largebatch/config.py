@@ -23,6 +23,7 @@ from largebatch.models import MODELS
 SCHEDULES = ("constant", "step", "multistep", "cosine")
 LR_SCALING_RULES = ("none", "linear", "sqrt")
 ADVERSARIAL_METHODS = ("fgsm", "pgd")
+BATCH_SIZE_CONTROLLERS = ("none", "growth", "noise_scale", "abs", "absa")
 
 
 class ConfigError(ValueError):
@@ -62,6 +63,19 @@ class RunConfig:
     adversarial_fraction: float = 0.0
     adversarial_eps: float = 0.0
     adversarial_method: str = "fgsm"
+    # adaptive batch size (largebatch.absa); the batch grows from batch_size by doublings
+    batch_size_controller: str = "none"  # none, growth, noise_scale, abs, absa (abs + adversarial)
+    max_batch_size: int | None = None  # cap of the controller (required unless "none")
+    adaptive_ratio: float = 2.0  # abs/absa: double when eigenvalue <= reference / ratio
+    adaptive_duration: int = 10  # abs/absa: or after this many epochs without an increase
+    eigen_samples: int = 2048  # abs/absa: fresh training samples per eigenvalue estimate
+    eigen_iterations: int = 20  # abs/absa: power-iteration products at most
+    eigen_tol: float = 1e-2  # abs/absa: relative change that stops the power iteration
+    eigen_diagnostic_samples: int = 0  # abs/absa: also record (unused) an estimate on this many
+    adversarial_stop_epoch: float | None = None  # absa: no adversarial samples from here; None: half
+    increase_warmup_epochs: float = 0.0  # lr moves to the new batch's value over this many epochs
+    growth_milestones: tuple[float, ...] = ()  # growth: epochs at which the batch is multiplied
+    growth_factor: int = 2  # growth: batch multiplier at each milestone
     # measurements
     track_distance: bool = False
     hessian_top_k: int = 0  # top eigenvalues of the full-data Hessian at the end
@@ -74,8 +88,9 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _check_types(self)
-        if isinstance(self.milestones, list):
-            object.__setattr__(self, "milestones", tuple(self.milestones))
+        for name in ("milestones", "growth_milestones"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         _check_values(self)
 
     def replace(self, **changes: Any) -> "RunConfig":
@@ -85,6 +100,7 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["milestones"] = list(self.milestones)
+        data["growth_milestones"] = list(self.growth_milestones)
         return data
 
     @classmethod
@@ -192,6 +208,7 @@ def _check_values(c: RunConfig) -> None:
     _require(c.adversarial_eps >= 0, "adversarial_eps", "must be >= 0", c.adversarial_eps)
     _require(c.adversarial_method in ADVERSARIAL_METHODS, "adversarial_method",
              f"must be one of {', '.join(ADVERSARIAL_METHODS)}", c.adversarial_method)
+    _check_controller(c)
     _require(c.hessian_top_k >= 0, "hessian_top_k", "must be >= 0", c.hessian_top_k)
     _require(c.hessian_bottom_k >= 0, "hessian_bottom_k", "must be >= 0", c.hessian_bottom_k)
     _require(c.hessian_tol is None or (math.isfinite(c.hessian_tol) and c.hessian_tol > 0),
@@ -200,3 +217,58 @@ def _check_values(c: RunConfig) -> None:
              "must be an integer >= 2 or None", c.hessian_trace_probes)
     _require(c.eval_every >= 1, "eval_every", "must be >= 1", c.eval_every)
     _require(c.seed >= 0, "seed", "must be >= 0", c.seed)
+
+
+def _is_power_of(value: float, base: int) -> bool:
+    while value > 1 and value == int(value):
+        value /= base
+    return value == 1
+
+
+def _check_controller(c: RunConfig) -> None:
+    """The adaptive-batch-size settings (see ``largebatch.absa``)."""
+    name = c.batch_size_controller
+    _require(name in BATCH_SIZE_CONTROLLERS, "batch_size_controller",
+             f"must be one of {', '.join(BATCH_SIZE_CONTROLLERS)}", name)
+    _require(c.adaptive_ratio > 1 and math.isfinite(c.adaptive_ratio), "adaptive_ratio",
+             "must be a finite number > 1", c.adaptive_ratio)
+    _require(c.adaptive_duration >= 1, "adaptive_duration", "must be an integer >= 1", c.adaptive_duration)
+    _require(c.eigen_samples >= 1, "eigen_samples", "must be an integer >= 1", c.eigen_samples)
+    _require(c.eigen_iterations >= 1, "eigen_iterations", "must be an integer >= 1", c.eigen_iterations)
+    _require(c.eigen_tol > 0, "eigen_tol", "must be > 0", c.eigen_tol)
+    _require(c.eigen_diagnostic_samples >= 0, "eigen_diagnostic_samples", "must be >= 0",
+             c.eigen_diagnostic_samples)
+    _require(c.adversarial_stop_epoch is None or c.adversarial_stop_epoch >= 0, "adversarial_stop_epoch",
+             "must be >= 0 or None (half of training)", c.adversarial_stop_epoch)
+    _require(c.increase_warmup_epochs >= 0, "increase_warmup_epochs", "must be >= 0",
+             c.increase_warmup_epochs)
+    _require(c.growth_factor >= 2, "growth_factor", "must be an integer >= 2", c.growth_factor)
+    _require(all(m > 0 for m in c.growth_milestones)
+             and list(c.growth_milestones) == sorted(set(c.growth_milestones)),
+             "growth_milestones", "must be increasing positive epochs", c.growth_milestones)
+    if name == "none":
+        return
+    _require(c.max_batch_size is not None and c.max_batch_size >= c.batch_size, "max_batch_size",
+             f"must be given and >= batch_size ({c.batch_size}) for batch_size_controller {name!r}",
+             c.max_batch_size)
+    factor = c.growth_factor if name == "growth" else 2
+    _require(_is_power_of(c.max_batch_size / c.batch_size, factor), "max_batch_size",
+             f"must be batch_size ({c.batch_size}) times a power of {factor}, "
+             f"so that growth by factors of {factor} reaches it", c.max_batch_size)
+    if name == "growth":
+        _require(len(c.growth_milestones) > 0, "growth_milestones",
+                 "must be given for batch_size_controller 'growth'", c.growth_milestones)
+    if name == "abs":
+        _require(c.adversarial_fraction == 0, "adversarial_fraction",
+                 "must be 0 for batch_size_controller 'abs' (use 'absa' for adversarial samples)",
+                 c.adversarial_fraction)
+    if name == "absa":
+        _require(c.adversarial_fraction > 0 and c.adversarial_eps > 0, "adversarial_fraction",
+                 "and adversarial_eps must be > 0 for batch_size_controller 'absa'",
+                 (c.adversarial_fraction, c.adversarial_eps))
+    if name == "noise_scale":
+        micro = c.micro_batch_size
+        _require(micro is not None and micro < c.batch_size and c.batch_size % micro == 0,
+                 "micro_batch_size", f"must divide batch_size ({c.batch_size}) at least twice for "
+                 "batch_size_controller 'noise_scale' (it compares micro-batch and batch gradients)",
+                 micro)

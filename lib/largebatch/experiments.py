@@ -8,6 +8,11 @@ finished run: ``run`` returns it instead of training again, and ``sweep`` over
 many configurations resumes after an interruption without recomputing anything
 finished. ``results`` turns records into a pandas DataFrame.
 
+While a run trains, the state after every epoch (model, optimizer, data order,
+counters, history, controller state) is kept atomically in ``train_state.pt`` in
+the same folder; an interrupted run started again continues from it, bit for bit
+on CPU, and the file is removed once the record is written.
+
 The cache folder is ``$LARGEBATCH_CACHE_DIR`` if set, else ``.cache/runs`` at
 the root of the project checkout (found from the working directory), else
 ``~/.cache/largebatch/runs``.
@@ -16,6 +21,7 @@ the root of the project checkout (found from the working directory), else
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import subprocess
@@ -37,6 +43,7 @@ from largebatch.train import evaluate, fit
 
 RECORD_FILE = "record.json"
 CHECKPOINT_FILE = "model.pt"
+TRAIN_STATE_FILE = "train_state.pt"
 SINGLE_BATCH_HESSIAN_SAMPLES = 8192  # up to this many training samples, Hessians use one batch
 
 __all__ = ["RunConfig", "ConfigError", "run", "sweep", "results", "load_model", "load_data",
@@ -64,6 +71,14 @@ def validate(config: RunConfig, bundle: data.DataBundle | None = None) -> data.D
     if config.batch_size > bundle.num_train:
         raise ConfigError(f"batch_size must be <= the training set size {bundle.num_train} "
                           f"of {config.dataset}, got {config.batch_size}")
+    limits = {"max_batch_size": config.max_batch_size if config.batch_size_controller != "none" else None}
+    if config.batch_size_controller in ("abs", "absa"):
+        limits.update(eigen_samples=config.eigen_samples,
+                      eigen_diagnostic_samples=config.eigen_diagnostic_samples)
+    for name, value in limits.items():
+        if value is not None and value > bundle.num_train:
+            raise ConfigError(f"{name} must be <= the training set size {bundle.num_train} "
+                              f"of {config.dataset}, got {value}")
     return bundle
 
 
@@ -218,10 +233,17 @@ def run(config: RunConfig, cache_dir: str | os.PathLike | None = None, *, force:
     bundle = validate(config)
     started = time.perf_counter()
     device = torch.device(device) if device is not None else default_device()
+    folder = run_dir(config, cache_dir)
+    resume = _load_train_state(folder / TRAIN_STATE_FILE)
     with single_thread() if device.type == "cpu" else contextlib.nullcontext():
         model = build_model(config, bundle).to(device)
-        outcome = fit(model, bundle.train, bundle.test, config, callbacks=_callbacks(config),
-                      input_transform=_input_transform(config, bundle), progress=progress)
+        transform = _input_transform(config, bundle)
+        controller = _controller(config, bundle, transform)
+        callbacks = _callbacks(config) + ([controller] if isinstance(controller, Callback) else [])
+        outcome = fit(model, bundle.train, bundle.test, config, callbacks=callbacks,
+                      input_transform=transform, batch_size_schedule=controller, progress=progress,
+                      checkpoint=lambda saved: _save_train_state(saved, folder / TRAIN_STATE_FILE),
+                      resume=resume)
     final: dict[str, Any] = {"steps": outcome.steps}
     if outcome.status != "diverged":
         for split, dataset in (("train", bundle.train), ("test", bundle.test)):
@@ -232,13 +254,33 @@ def run(config: RunConfig, cache_dir: str | os.PathLike | None = None, *, force:
         "key": config.key(), "config": config.to_dict(), "status": outcome.status,
         "history": outcome.history, "steps": outcome.step_log, "final": final,
         "version": __version__, "git_commit": _git_commit(),
-        "wall_time_s": time.perf_counter() - started,
+        "epoch_wall_time_s": outcome.epoch_wall_time_s,
+        "wall_time_s": time.perf_counter() - started + (resume["counters"]["wall_time_s"] if resume else 0.0),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    folder = run_dir(config, cache_dir)
     _atomic_save_model(model, folder / CHECKPOINT_FILE)
     atomic_write_bytes(folder / RECORD_FILE, json.dumps(record, indent=1, allow_nan=True).encode())
+    (folder / TRAIN_STATE_FILE).unlink(missing_ok=True)
     return record
+
+
+def _controller(config: RunConfig, bundle: data.DataBundle, transform: Any) -> Any:
+    if config.batch_size_controller == "none":
+        return None
+    from largebatch.absa import build_controller
+
+    return build_controller(config, bundle.train, transform)
+
+
+def _save_train_state(saved: dict[str, Any], path: Path) -> None:
+    buffer = io.BytesIO()
+    torch.save(saved, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _load_train_state(path: Path) -> dict[str, Any] | None:
+    """The end-of-epoch state of an interrupted run, or None."""
+    return torch.load(path, weights_only=True, map_location="cpu") if path.exists() else None
 
 
 def sweep(configs: Sequence[RunConfig], cache_dir: str | os.PathLike | None = None, *,

@@ -54,6 +54,13 @@ class DistanceFromInit(Callback):
         self._next_step = round(self._target)
         return {self.key: self.distance(state.model)}
 
+    def state_dict(self) -> dict:
+        """What a training checkpoint keeps: ``w_0`` and the recording schedule."""
+        return {"initial": self._initial, "target": self._target, "next_step": self._next_step}
+
+    def load_state_dict(self, saved: dict) -> None:
+        self._initial, self._target, self._next_step = saved["initial"], saved["target"], saved["next_step"]
+
     def distance(self, model: torch.nn.Module) -> float:
         """``||w - w_0||`` for the model's current weights."""
         if self._initial is None:

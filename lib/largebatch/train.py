@@ -10,15 +10,27 @@ Extension points, so later chapters never rewrite the loop:
 * ``input_transform(model, inputs, targets) -> (inputs, targets)`` is applied to
   every micro-batch before its forward pass (adversarial samples);
 * ``batch_size_schedule.next_batch_size(state) -> int`` is asked before every
-  epoch (adaptive batch size);
+  epoch (adaptive batch size); a schedule with an ``observe_micro_batch(model,
+  size, total)`` method is called after every micro-batch's backward pass (it
+  sees the accumulated ``.grad``, e.g. to estimate the gradient noise scale);
+* ``input_transform`` and ``batch_size_schedule`` objects with a
+  ``take_gradient_evaluations() -> int`` method report the extra gradient
+  evaluations (samples x passes) they spent, counted in
+  ``TrainState.gradient_evaluations``;
 * ``callbacks`` observe every update and epoch and return metrics to record
   (Hessian, distance from initialization, robust accuracy);
 * ghost batch norm is a property of the model (see ``ghost_batch_norm``).
+
+``fit(..., checkpoint=save)`` hands ``save`` a :func:`training_state` after every
+epoch; ``fit(..., resume=that_state)`` continues from it, bit for bit on CPU.
+Schedules, input transforms and callbacks with ``state_dict``/``load_state_dict``
+are saved and restored with it.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
@@ -32,6 +44,7 @@ from largebatch.callbacks import Callback, TrainState
 from largebatch.config import ConfigError, RunConfig
 from largebatch.evaluation import evaluate
 
+MicroBatchObserver = Callable[[nn.Module, int, int], None]
 InputTransform = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -49,6 +62,7 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)  # one row per evaluated epoch
     step_log: list[dict[str, Any]] = field(default_factory=list)  # callback metrics by step
     steps: int = 0
+    epoch_wall_time_s: list[float] = field(default_factory=list)  # cumulative, at each epoch end
 
 
 def lr_scale(rule: str, batch_size: int, base_batch_size: int) -> float:
@@ -76,11 +90,20 @@ def schedule_factor(config: RunConfig, epoch_progress: float, total_epochs: floa
 
 
 def learning_rate(config: RunConfig, batch_size: int, epoch_progress: float,
-                  total_epochs: float) -> float:
-    """Learning rate at a fractional epoch: scaled peak, linear warmup from ``lr``, schedule."""
+                  total_epochs: float, previous_batch_size: int | None = None,
+                  since_change: float = math.inf) -> float:
+    """Learning rate at a fractional epoch: scaled peak, linear warmup from ``lr``, schedule.
+
+    After a batch-size change (``since_change`` epochs ago, from ``previous_batch_size``)
+    the scaled peak moves linearly from the old batch's to the new one's over
+    ``config.increase_warmup_epochs``.
+    """
     peak = config.lr * lr_scale(config.lr_scaling, batch_size, config.base_batch_size)
     if config.warmup_epochs > 0 and epoch_progress < config.warmup_epochs:
         peak = config.lr + (peak - config.lr) * epoch_progress / config.warmup_epochs
+    elif previous_batch_size and since_change < config.increase_warmup_epochs:
+        before = config.lr * lr_scale(config.lr_scaling, previous_batch_size, config.base_batch_size)
+        peak = before + (peak - before) * since_change / config.increase_warmup_epochs
     return peak * schedule_factor(config, epoch_progress, total_epochs)
 
 
@@ -91,13 +114,15 @@ def _micro_batches(batch_size: int, micro_batch_size: int | None) -> list[tuple[
 
 def accumulate_gradient(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
                         micro_batch_size: int | None = None,
-                        input_transform: InputTransform | None = None) -> float:
+                        input_transform: InputTransform | None = None,
+                        observer: MicroBatchObserver | None = None) -> float:
     """Back-propagate the mean loss of a batch, chunk by chunk; returns the mean loss.
 
     Each micro-batch's loss is weighted by its share of the batch, so the
     accumulated gradient equals the gradient of the whole batch's mean loss
     (exactly for models without batch statistics; with BN each chunk is
-    normalized on its own, a ghost-batch effect).
+    normalized on its own, a ghost-batch effect). ``observer(model, size, total)``
+    is called after each chunk's backward pass.
     """
     total = len(targets)
     mean_loss = 0.0
@@ -107,6 +132,8 @@ def accumulate_gradient(model: nn.Module, inputs: torch.Tensor, targets: torch.T
             x, y = input_transform(model, x, y)
         loss = F.cross_entropy(model(x), y) * ((stop - start) / total)
         loss.backward()
+        if observer is not None:
+            observer(model, stop - start, total)
         mean_loss += loss.item()
     return mean_loss
 
@@ -115,14 +142,16 @@ def fit(model: nn.Module, train_data: TensorDataset, test_data: TensorDataset | 
         config: RunConfig, *, callbacks: Sequence[Callback] = (),
         input_transform: InputTransform | None = None,
         batch_size_schedule: BatchSizeSchedule | None = None,
-        progress: bool = True) -> TrainResult:
+        progress: bool = True, checkpoint: Callable[[dict[str, Any]], None] | None = None,
+        resume: dict[str, Any] | None = None) -> TrainResult:
     """Train ``model`` in place as ``config`` says; returns the history.
 
     Each epoch is a fresh permutation of the training set (seeded by
     ``config.seed``) cut into batches of the current batch size; the last
     incomplete batch is dropped, so every update sees exactly ``batch_size``
     samples. The budget is ``config.total_epochs`` passes (after regime
-    adaptation) or ``config.steps`` updates.
+    adaptation) or ``config.steps`` updates. ``checkpoint(training_state)`` is
+    called after every epoch; ``resume`` (such a state) continues a run.
     """
     num_train = len(train_data)
     if config.batch_size > num_train:
@@ -139,26 +168,38 @@ def fit(model: nn.Module, train_data: TensorDataset, test_data: TensorDataset | 
     state = TrainState(model=model, optimizer=optimizer, train_data=train_data,
                        batch_size=config.batch_size)
     result = TrainResult(status="completed")
-    _record(result.step_log, state, [cb.on_train_start(state) for cb in callbacks])
+    stateful = _stateful(callbacks, input_transform, batch_size_schedule)
+    if resume is None:
+        _record(result.step_log, state, [cb.on_train_start(state) for cb in callbacks])
+    else:
+        _restore(resume, state, result, generator, stateful)
+    observer = getattr(batch_size_schedule, "observe_micro_batch", None)
     model.train()
-    bar = tqdm(total=math.ceil(total_epochs), desc=f"B={config.batch_size}", unit="epoch",
-               disable=not progress, leave=False)
+    bar = tqdm(total=math.ceil(total_epochs), initial=state.epoch, desc=f"B={config.batch_size}",
+               unit="epoch", disable=not progress, leave=False)
     epoch_loss_sum, epoch_updates = 0.0, 0
     while not _budget_spent(state, config, total_epochs):
+        started = time.perf_counter()
         if batch_size_schedule is not None:
-            state.batch_size = _checked_batch_size(batch_size_schedule.next_batch_size(state), num_train)
+            new_size = _checked_batch_size(batch_size_schedule.next_batch_size(state), num_train)
+            if new_size != state.batch_size:
+                state.previous_batch_size, state.batch_changed_epoch = state.batch_size, state.epoch
+                state.batch_size = new_size
+            state.gradient_evaluations += _spent(batch_size_schedule)
         order = torch.randperm(num_train, generator=generator)
         steps_this_epoch = num_train // state.batch_size
         epoch_loss_sum, epoch_updates = 0.0, 0
         for index in range(steps_this_epoch):
             progress_epochs = state.epoch + index / steps_this_epoch
-            state.lr = learning_rate(config, state.batch_size, progress_epochs, total_epochs)
+            state.lr = learning_rate(config, state.batch_size, progress_epochs, total_epochs,
+                                     state.previous_batch_size, progress_epochs - state.batch_changed_epoch)
             for group in optimizer.param_groups:
                 group["lr"] = state.lr
             batch = order[index * state.batch_size:(index + 1) * state.batch_size]
             optimizer.zero_grad(set_to_none=True)
             loss = accumulate_gradient(model, inputs[batch].to(device), targets[batch].to(device),
-                                       config.micro_batch_size, input_transform)
+                                       config.micro_batch_size, input_transform, observer)
+            state.gradient_evaluations += state.batch_size + _spent(input_transform)
             if not math.isfinite(loss):
                 result.status = "diverged"
                 break
@@ -173,6 +214,8 @@ def fit(model: nn.Module, train_data: TensorDataset, test_data: TensorDataset | 
             if config.steps is not None and state.step >= config.steps:
                 break
         state.epoch += 1
+        state.wall_time_s += time.perf_counter() - started
+        result.epoch_wall_time_s.append(state.wall_time_s)
         bar.update(1)
         row = _end_of_epoch(model, train_data, test_data, config, state, callbacks,
                             epoch_loss_sum / max(epoch_updates, 1), result.status == "diverged",
@@ -185,9 +228,57 @@ def fit(model: nn.Module, train_data: TensorDataset, test_data: TensorDataset | 
                 result.status = "target_reached"
         if result.status != "completed":
             break
+        if checkpoint is not None and not _budget_spent(state, config, total_epochs):
+            checkpoint(training_state(state, result, generator, stateful))
     bar.close()
     result.steps = state.step
     return result
+
+
+_COUNTERS = ("epoch", "step", "samples_seen", "batch_size", "lr", "last_loss", "gradient_evaluations",
+             "previous_batch_size", "batch_changed_epoch", "wall_time_s")
+
+
+def _stateful(callbacks: Sequence[Callback], *others: Any) -> dict[str, Any]:
+    """The objects whose own state a checkpoint keeps, by a stable name."""
+    named = {f"callback{i}": cb for i, cb in enumerate(callbacks)}
+    named.update(input_transform=others[0], batch_size_schedule=others[1])
+    return {name: obj for name, obj in named.items() if hasattr(obj, "state_dict")}
+
+
+def training_state(state: TrainState, result: TrainResult, generator: torch.Generator,
+                   stateful: dict[str, Any]) -> dict[str, Any]:
+    """Everything :func:`fit` needs to continue after the current epoch (tensors and plain data)."""
+    return {"model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
+            "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "counters": {name: getattr(state, name) for name in _COUNTERS},
+            "history": list(result.history), "step_log": list(result.step_log),
+            "epoch_wall_time_s": list(result.epoch_wall_time_s),
+            "objects": {name: obj.state_dict() for name, obj in stateful.items()}}
+
+
+def _restore(saved: dict[str, Any], state: TrainState, result: TrainResult,
+             generator: torch.Generator, stateful: dict[str, Any]) -> None:
+    if set(saved["objects"]) != set(stateful):
+        raise ValueError(f"the checkpoint holds state for {sorted(saved['objects'])}, "
+                         f"but this run has {sorted(stateful)}")
+    state.model.load_state_dict(saved["model"])
+    state.optimizer.load_state_dict(saved["optimizer"])
+    generator.set_state(saved["generator"])
+    torch.set_rng_state(saved["torch_rng"])
+    for name, value in saved["counters"].items():
+        setattr(state, name, value)
+    result.history[:] = saved["history"]
+    result.step_log[:] = saved["step_log"]
+    result.epoch_wall_time_s[:] = saved["epoch_wall_time_s"]
+    for name, obj in stateful.items():
+        obj.load_state_dict(saved["objects"][name])
+
+
+def _spent(obj: Any) -> int:
+    """Extra gradient evaluations an input transform or schedule reports (0 if it does not)."""
+    take = getattr(obj, "take_gradient_evaluations", None)
+    return int(take()) if take is not None else 0
 
 
 def _checked_batch_size(batch_size: int, num_train: int) -> int:
@@ -210,7 +301,8 @@ def _end_of_epoch(model: nn.Module, train_data: TensorDataset, test_data: Tensor
     if not (diverged or last or state.epoch % config.eval_every == 0):
         return None
     row: dict[str, Any] = {"epoch": state.epoch, "step": state.step, "batch_size": state.batch_size,
-                           "lr": state.lr, "running_loss": running_loss}
+                           "lr": state.lr, "running_loss": running_loss,
+                           "gradient_evaluations": state.gradient_evaluations}
     if not diverged:
         train_metrics = evaluate(model, train_data)
         row.update(train_loss=train_metrics["loss"], train_accuracy=train_metrics["accuracy"])
