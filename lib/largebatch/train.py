@@ -241,7 +241,8 @@ _COUNTERS = ("epoch", "step", "samples_seen", "batch_size", "lr", "last_loss", "
 
 def _stateful(callbacks: Sequence[Callback], *others: Any) -> dict[str, Any]:
     """The objects whose own state a checkpoint keeps, by a stable name."""
-    named = {f"callback{i}": cb for i, cb in enumerate(callbacks)}
+    with_state = [cb for cb in callbacks if hasattr(cb, "state_dict")]
+    named: dict[str, Any] = {f"callback{i}": cb for i, cb in enumerate(with_state)}
     named.update(input_transform=others[0], batch_size_schedule=others[1])
     return {name: obj for name, obj in named.items() if hasattr(obj, "state_dict")}
 
