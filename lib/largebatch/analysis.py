@@ -30,9 +30,10 @@ from largebatch.config import RunConfig
 OUTCOMES = ("reproduced", "partly reproduced", "not reproduced", "inconclusive")
 
 __all__ = [
-    "Correlation", "Difference", "LogLawFit", "PowerLawFit", "Verdict", "batch_size_sweep",
+    "Correlation", "Difference", "LogLawFit", "PowerLawFit", "Verdict", "all_verdicts", "batch_size_sweep",
     "closure_verdict", "combine_verdicts", "correlation_verdict", "difference", "distance_curve",
-    "fit_log_law", "fit_power_law", "improvement_verdict", "measure", "records_frame",
+    "fit_log_law", "fit_power_law", "improvement_verdict", "margin_verdict", "measure", "ratio_verdict",
+    "records_frame",
     "seed_summary", "spearman",
 ]
 
@@ -298,6 +299,74 @@ def closure_verdict(claim: str, baseline: Sequence[float], no_fix: Sequence[floa
     else:
         outcome = "not reproduced"
     return Verdict(claim, outcome, criterion, evidence)
+
+
+def margin_verdict(claim: str, treated: Sequence[float], reference: Sequence[float], *, quantity: str,
+                   margin: float = 0.0, higher_is_better: bool = True, z: float = 2.0,
+                   unit: str = "") -> Verdict:
+    """Claim "``treated`` is better than ``reference`` by more than ``-margin``" (values over seeds).
+
+    ``margin = 0``: better (e.g. a lower eigenvalue with ``higher_is_better=False``);
+    ``margin > 0``: not worse by ``margin`` or more (non-inferiority, e.g. "within 1
+    point": ``margin=0.01`` on accuracies). ``reproduced`` when the difference in the
+    good direction exceeds ``-margin`` by more than ``z`` standard errors, ``not
+    reproduced`` when it falls below ``-margin`` by more than that, else ``inconclusive``.
+    """
+    diff = difference(treated, reference)
+    gain = diff.mean if higher_is_better else -diff.mean
+    direction = "higher" if higher_is_better else "lower"
+    criterion = (f"mean {quantity} {direction} than the reference" if margin == 0 else
+                 f"mean {quantity} not worse than the reference by {margin:g}{unit} or more")
+    criterion += f", beyond {z:g} standard errors over seeds"
+    evidence = f"difference {diff.mean:+.4g} ± {diff.std_error:.2g}{unit}"
+    if gain + margin > z * diff.std_error:
+        outcome = "reproduced"
+    elif gain + margin < -z * diff.std_error:
+        outcome = "not reproduced"
+    else:
+        outcome = "inconclusive"
+    return Verdict(claim, outcome, criterion, evidence)
+
+
+def ratio_verdict(claim: str, numerator: Sequence[float], denominator: Sequence[float], *,
+                  quantity: str, min_ratio: float) -> Verdict:
+    """Claim "``mean(numerator) / mean(denominator)`` is at least ``min_ratio``" (e.g. update savings).
+
+    For counts that barely vary over seeds (parameter updates, gradient evaluations):
+    the ratio of means is compared with the threshold, no significance test.
+    """
+    a, b = (np.asarray(v, dtype=float) for v in (numerator, denominator))
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    criterion = f"{quantity} at least {min_ratio:g}x"
+    if len(a) == 0 or len(b) == 0 or b.mean() <= 0:
+        return Verdict(claim, "inconclusive", criterion, f"no usable runs for {quantity}")
+    ratio = float(a.mean() / b.mean())
+    evidence = f"{ratio:.2f}x (means {a.mean():.4g} / {b.mean():.4g})"
+    return Verdict(claim, "reproduced" if ratio >= min_ratio else "not reproduced", criterion, evidence)
+
+
+def all_verdicts(claim: str, verdicts: Sequence[Verdict]) -> Verdict:
+    """One verdict for a claim made of parts (e.g. "as accurate *and* fewer updates").
+
+    Every part reproduced: ``reproduced``; some: ``partly reproduced``; none:
+    ``not reproduced``, or ``inconclusive`` when no part was decided. Unlike
+    :func:`combine_verdicts` (one criterion over several settings), the criteria
+    and evidence of every part are kept.
+    """
+    if not verdicts:
+        raise ValueError("no verdicts to combine")
+    outcomes = [v.outcome for v in verdicts]
+    reproduced = sum(o == "reproduced" for o in outcomes)
+    if reproduced == len(outcomes):
+        outcome = "reproduced"
+    elif reproduced or "partly reproduced" in outcomes:
+        outcome = "partly reproduced"
+    elif "not reproduced" in outcomes:
+        outcome = "not reproduced"
+    else:
+        outcome = "inconclusive"
+    return Verdict(claim, outcome, "; ".join(v.criterion for v in verdicts),
+                   "; ".join(f"{v.evidence} ({v.outcome})" for v in verdicts))
 
 
 def combine_verdicts(claim: str, verdicts: Sequence[Verdict]) -> Verdict:
