@@ -489,3 +489,57 @@ def legend_below(fig: plt.Figure, ncol: int | None = None) -> plt.Figure:
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol or min(len(labels), 4),
                fontsize="small")
     return fig
+
+
+def adaptive_schedules(histories: Mapping[str, pd.DataFrame],
+                       estimates: Mapping[str, str] | None = None) -> plt.Figure:
+    """Batch size, learning rate and top-eigenvalue estimates against epoch, one colour per run.
+
+    ``estimates`` maps history columns to line labels; the first is drawn solid, the
+    others dashed (e.g. the controller's large-sample estimate beside a 128-sample one).
+    Epochs without an estimate (after the controller stopped adapting) are left out.
+    """
+    use_style()
+    estimates = estimates or {"eigenvalue": "estimate"}
+    fig, axes = plt.subplots(1, 3, figsize=(13.0, 3.6))
+    for index, (label, frame) in enumerate(histories.items()):
+        color = f"C{index}"
+        axes[0].step(frame["epoch"], frame["batch_size"], where="pre", color=color, label=label)
+        axes[1].plot(frame["epoch"], frame["lr"], color=color, marker="o", markersize=2.5)
+        for style, (column, name) in zip(("-", "--", ":"), estimates.items()):
+            if column in frame:
+                shown = frame.dropna(subset=[column])
+                axes[2].plot(shown["epoch"], shown[column], linestyle=style, color=color, marker="o",
+                             markersize=2.5, label=f"{label}, {name}")
+    axes[0].set_yscale("log", base=2)
+    axes[0].set_ylabel("batch size")
+    axes[1].set_ylabel("learning rate (last update of the epoch)")
+    axes[2].set_yscale("log")
+    axes[2].set_ylabel("top Hessian eigenvalue estimate")
+    for axis in axes:
+        axis.set_xlabel("epoch")
+    axes[0].legend(fontsize="small")
+    axes[2].legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig
+
+
+def tradeoff_curves(histories: Mapping[str, Sequence[pd.DataFrame]], xs: Mapping[str, str],
+                    y: str = "test_accuracy") -> plt.Figure:
+    """``y`` against each cost column of ``xs`` (column -> axis label), log x axes.
+
+    ``histories`` maps a method to its runs' histories (one line per run, one colour per method).
+    """
+    use_style()
+    fig, axes = plt.subplots(1, len(xs), figsize=(5.2 * len(xs), 3.8), squeeze=False, sharey=True)
+    for axis, (x, xlabel) in zip(axes[0], xs.items()):
+        for index, (label, frames) in enumerate(histories.items()):
+            for run, frame in enumerate(frames):
+                axis.plot(frame[x], frame[y], color=f"C{index}", alpha=0.75, linewidth=1.2,
+                          label=label if run == 0 else None)
+        axis.set_xscale("log")
+        axis.set_xlabel(xlabel)
+    axes[0][0].set_ylabel(LABELS.get(y, y))
+    axes[0][-1].legend(fontsize="small")
+    fig.tight_layout()
+    return fig
