@@ -69,7 +69,7 @@ milestones: list[float] = []  # multistep: epochs at which the learning rate is 
 gamma: float = 0.1  # multistep: learning-rate factor at each milestone
 small_batch: int = 32  # batch of the small-batch baseline and starting batch of every controller
 max_batch_size: int = 512  # batch of the fixed large-batch runs and cap of every controller (small_batch x 2^k)
-micro_batch_size: int | None = None  # gradient-accumulation chunk of every run (None: whole batch); the reference uses 128
+micro_batch_size: int = 0  # gradient-accumulation chunk of every run (0: the whole batch at once); the reference uses 128
 warmup_epochs: float = 2.0  # Goyal et al.: linear warmup of the scaled learning rate over these epochs
 growth_milestones: list[float] = [3.0, 6.0, 9.0, 12.0]  # growth schedule: epochs at which the batch doubles
 noise_micro_batch: int = 16  # noise-scale controller: micro-batch whose gradients it compares (< small_batch)
@@ -116,6 +116,7 @@ notebook.require(len(set(seeds)) == len(seeds) >= 2 and min(seeds) >= 0,
 notebook.require(0 < noise_micro_batch < small_batch and small_batch % noise_micro_batch == 0,
                  f"parameter noise_micro_batch must divide small_batch ({small_batch}) at least twice, "
                  f"got {noise_micro_batch}")
+notebook.require(micro_batch_size >= 0, f"parameter micro_batch_size must be >= 0, got {micro_batch_size}")
 robustness.check_epsilons(epsilons, reference_eps)
 if num_threads > 0:
     torch.set_num_threads(num_threads)
@@ -123,7 +124,7 @@ if num_threads > 0:
 base = experiments.RunConfig(dataset=dataset, model=model, model_options=model_options, num_samples=num_samples,
                              epochs=epochs, lr=lr, momentum=momentum, weight_decay=weight_decay,
                              schedule=schedule, milestones=tuple(milestones), gamma=gamma,
-                             batch_size=small_batch, micro_batch_size=micro_batch_size,
+                             batch_size=small_batch, micro_batch_size=micro_batch_size or None,
                              hessian_top_k=1, hessian_tol=hessian_tol)
 scaled = dict(lr_scaling="linear", base_batch_size=small_batch)
 controlled = dict(max_batch_size=max_batch_size, increase_warmup_epochs=increase_warmup_epochs)
