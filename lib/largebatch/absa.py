@@ -236,7 +236,6 @@ class NoiseScaleController(Callback):
     def __init__(self, start: int, max_batch_size: int) -> None:
         self.batch_size, self.max_batch_size = start, max_batch_size
         self.estimate = NoiseScaleEstimate()
-        self.measured = math.nan
         self._previous: Tensor | None = None
         self._micro_sq: list[float] = []
         self._seen = 0
@@ -252,8 +251,7 @@ class NoiseScaleController(Callback):
             self._previous, self._micro_sq, self._seen = None, [], 0
 
     def next_batch_size(self, state: TrainState) -> int:
-        self.measured = self.estimate.noise_scale
-        if state.epoch > 0 and self.measured >= 2 * self.batch_size:
+        if state.epoch > 0 and self.estimate.noise_scale >= 2 * self.batch_size:
             self.batch_size = min(2 * self.batch_size, self.max_batch_size)
         self.estimate.reset()
         return self.batch_size
@@ -262,11 +260,10 @@ class NoiseScaleController(Callback):
         return {"noise_scale": self.estimate.noise_scale}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"batch_size": self.batch_size, "measured": self.measured,
-                "estimate": self.estimate.state_dict()}
+        return {"batch_size": self.batch_size, "estimate": self.estimate.state_dict()}
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
-        self.batch_size, self.measured = saved["batch_size"], saved["measured"]
+        self.batch_size = saved["batch_size"]
         self.estimate.load_state_dict(saved["estimate"])
 
 

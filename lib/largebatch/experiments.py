@@ -225,7 +225,8 @@ def default_device() -> torch.device:
 def run(config: RunConfig, cache_dir: str | os.PathLike | None = None, *, force: bool = False,
         progress: bool = True, device: str | torch.device | None = None) -> dict[str, Any]:
     """Train and evaluate ``config`` on ``device`` (default: :func:`default_device`),
-    or return its cached record."""
+    or return its cached record; an interrupted run continues from its last epoch
+    (``force=True`` starts afresh)."""
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
     if not force and (record := load_record(config, cache_dir)) is not None:
@@ -234,7 +235,7 @@ def run(config: RunConfig, cache_dir: str | os.PathLike | None = None, *, force:
     started = time.perf_counter()
     device = torch.device(device) if device is not None else default_device()
     folder = run_dir(config, cache_dir)
-    resume = _load_train_state(folder / TRAIN_STATE_FILE)
+    resume = None if force else _load_train_state(folder / TRAIN_STATE_FILE)
     with single_thread() if device.type == "cpu" else contextlib.nullcontext():
         model = build_model(config, bundle).to(device)
         transform = _input_transform(config, bundle)

@@ -239,11 +239,11 @@ _COUNTERS = ("epoch", "step", "samples_seen", "batch_size", "lr", "last_loss", "
              "previous_batch_size", "batch_changed_epoch", "wall_time_s")
 
 
-def _stateful(callbacks: Sequence[Callback], *others: Any) -> dict[str, Any]:
+def _stateful(callbacks: Sequence[Callback], input_transform: Any, batch_size_schedule: Any) -> dict[str, Any]:
     """The objects whose own state a checkpoint keeps, by a stable name."""
     with_state = [cb for cb in callbacks if hasattr(cb, "state_dict")]
     named: dict[str, Any] = {f"callback{i}": cb for i, cb in enumerate(with_state)}
-    named.update(input_transform=others[0], batch_size_schedule=others[1])
+    named.update(input_transform=input_transform, batch_size_schedule=batch_size_schedule)
     return {name: obj for name, obj in named.items() if hasattr(obj, "state_dict")}
 
 
