@@ -303,12 +303,13 @@ def values(label: str, metric: str) -> list[float]:
 
 
 def within_margin(claim: str, treated: str, reference: str) -> analysis.Verdict:
-    return analysis.margin_verdict(claim, values(treated, "test_accuracy"), values(reference, "test_accuracy"),
+    return analysis.margin_verdict(claim, values(treated, "test_points"), values(reference, "test_points"),
                                    quantity=f"test accuracy of {treated} vs {reference}",
-                                   margin=accuracy_margin, z=z_threshold)
+                                   margin=100 * accuracy_margin, z=z_threshold, unit=" points")
 
 
 per_run["log_eigenvalue"] = np.log(per_run["top_eigenvalue"])
+per_run["test_points"], per_run["robust_points"] = 100 * per_run["test_accuracy"], 100 * per_run["robust_accuracy"]
 d1 = analysis.all_verdicts("D1", [
     within_margin("D1", "ABSA", "small batch"),
     analysis.ratio_verdict("D1", values("small batch", "updates"), values("ABSA", "updates"),
@@ -320,8 +321,8 @@ d2 = analysis.all_verdicts("D2", [
     analysis.margin_verdict("D2", values("ABSA", "log_eigenvalue"), values("ABS", "log_eigenvalue"),
                             quantity="log final top eigenvalue of ABSA vs ABS", higher_is_better=False,
                             z=z_threshold),
-    analysis.margin_verdict("D2", values("ABSA", "robust_accuracy"), values("ABS", "robust_accuracy"),
-                            quantity="PGD robust accuracy of ABSA vs ABS", z=z_threshold)])
+    analysis.margin_verdict("D2", values("ABSA", "robust_points"), values("ABS", "robust_points"),
+                            quantity="PGD robust accuracy of ABSA vs ABS", z=z_threshold, unit=" points")])
 d3_parts = {}
 for cheaper in ("batch growth", "noise scale"):
     d3_parts[cheaper] = analysis.all_verdicts(f"D3 vs {cheaper}", [
