@@ -178,7 +178,7 @@ notebook.glue_all({
     "reference_eigen_samples": reference_eigen_samples, "adversarial_fraction": adversarial_fraction,
     "adversarial_eps": adversarial_eps, "reference_eps": reference_eps, "noise_micro_batch": noise_micro_batch, "pgd_steps": pgd_steps,
     "attack_samples": min(attack_samples, bundle.num_test), "accuracy_margin_points": 100 * accuracy_margin,
-    "min_update_saving": min_update_saving, "abs_update_saving": abs_update_saving, "z_threshold": z_threshold,
+    "min_update_saving": min_update_saving, "abs_min_update_saving": abs_update_saving, "z_threshold": z_threshold,
 })
 
 # %%
@@ -290,7 +290,7 @@ plots.save_figure(figure, "adaptive_batch_comparison")
 #   {glue:text}`z_threshold:.1f` standard errors), *and* the baseline makes at least
 #   {glue:text}`min_update_saving:.1f` times as many parameter updates (ratio of means).
 # * **D2**: ABS passes the same accuracy test and makes at least
-#   {glue:text}`abs_update_saving:.1f` times fewer updates than the baseline; ABSA's log final
+#   {glue:text}`abs_min_update_saving:.1f` times fewer updates than the baseline; ABSA's log final
 #   top eigenvalue is below ABS's, and its PGD robust accuracy above ABS's, each by more than
 #   {glue:text}`z_threshold:.1f` standard errors. All four parts: *reproduced*; some: *partly*.
 # * **D3**: against each cheaper controller (batch growth, noise scale), ABSA's test accuracy
