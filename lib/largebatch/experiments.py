@@ -8,6 +8,11 @@ finished run: ``run`` returns it instead of training again, and ``sweep`` over
 many configurations resumes after an interruption without recomputing anything
 finished. ``results`` turns records into a pandas DataFrame.
 
+Under ``torchrun --nproc_per_node=N`` (see :mod:`largebatch.distributed`) every
+worker trains its shard of each batch, the Hessian metrics use every worker's
+part of the training set, and only rank 0 writes the record (whose ``workers``
+field says how many ran it) and the checkpoint.
+
 The cache folder is ``$LARGEBATCH_CACHE_DIR`` if set, else ``.cache/runs`` at
 the root of the project checkout (found from the working directory), else
 ``~/.cache/largebatch/runs``.
@@ -30,7 +35,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from largebatch import __version__, data, models
+from largebatch import __version__, data, distributed, models
 from largebatch.callbacks import Callback
 from largebatch.config import ConfigError, RunConfig
 from largebatch.train import evaluate, fit
@@ -76,6 +81,8 @@ def build_model(config: RunConfig, bundle: data.DataBundle) -> nn.Module:
         from largebatch.ghost_batch_norm import convert_to_ghost_batch_norm
 
         model = convert_to_ghost_batch_norm(model, config.ghost_batch_size)
+    if config.sync_batch_norm and distributed.is_distributed():
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return model
 
 
@@ -108,12 +115,18 @@ def _hessian_metrics(config: RunConfig, model: nn.Module, bundle: data.DataBundl
     from largebatch import hessian
 
     # A small training set is one batch whose gradient graph is kept between products
-    # (about twice as fast); a large one is streamed in batches of 1024.
+    # (about twice as fast); a large one is cut once into device batches of 1024.
+    # Under torchrun each worker takes its contiguous part and products are all-reduced.
+    inputs, targets = bundle.train.tensors
+    start, stop = distributed.shard_range(len(targets))
+    inputs, targets = inputs[start:stop], targets[start:stop]
     if len(bundle.train) <= SINGLE_BATCH_HESSIAN_SAMPLES:
-        loader: Any = bundle.train.tensors
+        loader: Any = (inputs, targets)
     else:
-        loader = torch.utils.data.DataLoader(bundle.train, batch_size=1024)
-    solver: dict[str, Any] = {} if config.hessian_tol is None else {"tol": config.hessian_tol}
+        loader = hessian.device_batches((inputs, targets), 1024, next(model.parameters()).device)
+    solver: dict[str, Any] = {"sharded": True}
+    if config.hessian_tol is not None:
+        solver["tol"] = config.hessian_tol
     metrics: dict[str, Any] = {}
     matvecs = 0
     if config.hessian_top_k > 0:
@@ -131,7 +144,7 @@ def _hessian_metrics(config: RunConfig, model: nn.Module, bundle: data.DataBundl
         matvecs += bottom.num_matvecs
     if config.hessian_trace:
         probes = {} if config.hessian_trace_probes is None else {"num_matvecs": config.hessian_trace_probes}
-        estimate = hessian.trace(model, loader, seed=config.seed, **probes)
+        estimate = hessian.trace(model, loader, seed=config.seed, sharded=True, **probes)
         metrics["hessian_trace"] = estimate.estimate
         metrics["hessian_trace_std_error"] = estimate.std_error
         matvecs += estimate.num_matvecs
@@ -203,8 +216,9 @@ def load_record(config: RunConfig, cache_dir: str | os.PathLike | None = None) -
 
 
 def default_device() -> torch.device:
-    """The GPU when there is one, else the CPU (not part of a run's identity or cache key)."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The GPU when there is one (under torchrun: the local rank's), else the CPU
+    (not part of a run's identity or cache key)."""
+    return distributed.device()
 
 
 def run(config: RunConfig, cache_dir: str | os.PathLike | None = None, *, force: bool = False,
@@ -213,15 +227,19 @@ def run(config: RunConfig, cache_dir: str | os.PathLike | None = None, *, force:
     or return its cached record."""
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
-    if not force and (record := load_record(config, cache_dir)) is not None:
-        return record
+    distributed.init_from_env()
+    cached = None if force else distributed.broadcast_object(
+        load_record(config, cache_dir) if distributed.is_main() else None)
+    if cached is not None:
+        return cached
     bundle = validate(config)
     started = time.perf_counter()
     device = torch.device(device) if device is not None else default_device()
     with single_thread() if device.type == "cpu" else contextlib.nullcontext():
         model = build_model(config, bundle).to(device)
         outcome = fit(model, bundle.train, bundle.test, config, callbacks=_callbacks(config),
-                      input_transform=_input_transform(config, bundle), progress=progress)
+                      input_transform=_input_transform(config, bundle),
+                      progress=progress and distributed.is_main())
     final: dict[str, Any] = {"steps": outcome.steps}
     if outcome.status != "diverged":
         for split, dataset in (("train", bundle.train), ("test", bundle.test)):
@@ -232,12 +250,13 @@ def run(config: RunConfig, cache_dir: str | os.PathLike | None = None, *, force:
         "key": config.key(), "config": config.to_dict(), "status": outcome.status,
         "history": outcome.history, "steps": outcome.step_log, "final": final,
         "version": __version__, "git_commit": _git_commit(),
-        "wall_time_s": time.perf_counter() - started,
+        "wall_time_s": time.perf_counter() - started, "workers": distributed.world_size(),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    folder = run_dir(config, cache_dir)
-    _atomic_save_model(model, folder / CHECKPOINT_FILE)
-    atomic_write_bytes(folder / RECORD_FILE, json.dumps(record, indent=1, allow_nan=True).encode())
+    if distributed.is_main():
+        folder = run_dir(config, cache_dir)
+        _atomic_save_model(model, folder / CHECKPOINT_FILE)
+        atomic_write_bytes(folder / RECORD_FILE, json.dumps(record, indent=1, allow_nan=True).encode())
     return record
 
 
@@ -249,7 +268,7 @@ def sweep(configs: Sequence[RunConfig], cache_dir: str | os.PathLike | None = No
         if not isinstance(config, RunConfig):
             raise TypeError(f"sweep takes RunConfig objects, got {type(config).__name__}")
     records = []
-    for config in tqdm(configs, desc="runs", unit="run", disable=not progress):
+    for config in tqdm(configs, desc="runs", unit="run", disable=not (progress and distributed.is_main())):
         records.append(run(config, cache_dir, progress=progress))
     return records
 
