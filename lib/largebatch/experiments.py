@@ -232,9 +232,12 @@ def run(config: RunConfig, cache_dir: str | os.PathLike | None = None, *, force:
         load_record(config, cache_dir) if distributed.is_main() else None)
     if cached is not None:
         return cached
+    device = torch.device(device) if device is not None else default_device()
+    if config.sync_batch_norm and distributed.is_distributed() and device.type == "cpu":
+        raise ConfigError("sync_batch_norm needs GPUs (torch's SyncBatchNorm runs on CUDA only); "
+                          "leave it False on CPU workers")
     bundle = validate(config)
     started = time.perf_counter()
-    device = torch.device(device) if device is not None else default_device()
     with single_thread() if device.type == "cpu" else contextlib.nullcontext():
         model = build_model(config, bundle).to(device)
         outcome = fit(model, bundle.train, bundle.test, config, callbacks=_callbacks(config),
