@@ -112,3 +112,12 @@ def test_a_failing_worker_ends_the_launch_with_an_error(tmp_path):
     assert "worker 1 fails on purpose" in done.stdout + done.stderr
     assert time.monotonic() - started < 60
     assert not list(tmp_path.glob("rank*.pt"))
+
+
+def test_sync_batch_norm_is_an_option_outside_the_default_cache_key():
+    from largebatch.config import ConfigError, RunConfig
+
+    assert RunConfig(sync_batch_norm=False).key() == RunConfig().key()
+    assert RunConfig(sync_batch_norm=True).key() != RunConfig().key()
+    with pytest.raises(ConfigError, match="sync_batch_norm cannot be combined with ghost_batch_size"):
+        RunConfig(sync_batch_norm=True, ghost_batch_size=32)
