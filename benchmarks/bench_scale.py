@@ -316,7 +316,11 @@ def main() -> None:
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {args.threads} thread(s)"
     x, y, source = cifar10_tensors(max(args.samples, args.eig_samples, max(args.hvp_batches)), device)
     train_x, train_y = x[: args.samples], y[: args.samples]
-    rows = training_rows(train_x, train_y, args) + product_rows(x, y, args) + eigenvalue_rows(x, y, args)
+    rows: list[Row] = []
+    for section in (lambda: training_rows(train_x, train_y, args), lambda: product_rows(x, y, args),
+                    lambda: eigenvalue_rows(x, y, args)):
+        rows += section()
+        print(f"... {len(rows)} rows: {rows[-1]}", file=sys.stderr, flush=True)  # progress on a slow machine
     skipped: list[str] = []
     if not args.no_scaling:
         scaling, skipped = scaling_rows(args)
