@@ -59,6 +59,7 @@ class RunConfig:
     regime_adaptation: bool = False  # multiply epochs and milestones by batch/base batch
     target_train_loss: float | None = None  # stop once the eval-mode train loss is this low
     ghost_batch_size: int | None = None
+    sync_batch_norm: bool = False  # under torchrun: BN statistics over all workers' samples
     # adversarial training (fraction of each micro-batch replaced)
     adversarial_fraction: float = 0.0
     adversarial_eps: float = 0.0
@@ -203,6 +204,8 @@ def _check_values(c: RunConfig) -> None:
              "must be positive or None", c.target_train_loss)
     _require(c.ghost_batch_size is None or c.ghost_batch_size > 0, "ghost_batch_size",
              "must be a positive integer or None", c.ghost_batch_size)
+    _require(not (c.sync_batch_norm and c.ghost_batch_size is not None), "sync_batch_norm",
+             "cannot be combined with ghost_batch_size (ghost batches are per worker)", c.sync_batch_norm)
     _require(0 <= c.adversarial_fraction <= 1, "adversarial_fraction", "must be in [0, 1]",
              c.adversarial_fraction)
     _require(c.adversarial_eps >= 0, "adversarial_eps", "must be >= 0", c.adversarial_eps)

@@ -13,6 +13,11 @@ counters, history, controller state) is kept atomically in ``train_state.pt`` in
 the same folder; an interrupted run started again continues from it, bit for bit
 on CPU, and the file is removed once the record is written.
 
+Under ``torchrun --nproc_per_node=N`` (see :mod:`largebatch.distributed`) every
+worker trains its shard of each batch, the Hessian metrics use every worker's
+part of the training set, and only rank 0 writes the record (whose ``workers``
+field says how many ran it) and the checkpoints.
+
 The cache folder is ``$LARGEBATCH_CACHE_DIR`` if set, else ``.cache/runs`` at
 the root of the project checkout (found from the working directory), else
 ``~/.cache/largebatch/runs``.
@@ -36,7 +41,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from largebatch import __version__, data, models
+from largebatch import __version__, data, distributed, models
 from largebatch.callbacks import Callback
 from largebatch.config import ConfigError, RunConfig
 from largebatch.train import evaluate, fit
@@ -91,6 +96,8 @@ def build_model(config: RunConfig, bundle: data.DataBundle) -> nn.Module:
         from largebatch.ghost_batch_norm import convert_to_ghost_batch_norm
 
         model = convert_to_ghost_batch_norm(model, config.ghost_batch_size)
+    if config.sync_batch_norm and distributed.is_distributed():
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return model
 
 
@@ -123,12 +130,18 @@ def _hessian_metrics(config: RunConfig, model: nn.Module, bundle: data.DataBundl
     from largebatch import hessian
 
     # A small training set is one batch whose gradient graph is kept between products
-    # (about twice as fast); a large one is streamed in batches of 1024.
+    # (about twice as fast); a large one is cut once into device batches of 1024.
+    # Under torchrun each worker takes its contiguous part and products are all-reduced.
+    inputs, targets = bundle.train.tensors
+    start, stop = distributed.shard_range(len(targets))
+    inputs, targets = inputs[start:stop], targets[start:stop]
     if len(bundle.train) <= SINGLE_BATCH_HESSIAN_SAMPLES:
-        loader: Any = bundle.train.tensors
+        loader: Any = (inputs, targets)
     else:
-        loader = torch.utils.data.DataLoader(bundle.train, batch_size=1024)
-    solver: dict[str, Any] = {} if config.hessian_tol is None else {"tol": config.hessian_tol}
+        loader = hessian.device_batches((inputs, targets), 1024, next(model.parameters()).device)
+    solver: dict[str, Any] = {"sharded": True}
+    if config.hessian_tol is not None:
+        solver["tol"] = config.hessian_tol
     metrics: dict[str, Any] = {}
     matvecs = 0
     if config.hessian_top_k > 0:
@@ -146,7 +159,7 @@ def _hessian_metrics(config: RunConfig, model: nn.Module, bundle: data.DataBundl
         matvecs += bottom.num_matvecs
     if config.hessian_trace:
         probes = {} if config.hessian_trace_probes is None else {"num_matvecs": config.hessian_trace_probes}
-        estimate = hessian.trace(model, loader, seed=config.seed, **probes)
+        estimate = hessian.trace(model, loader, seed=config.seed, sharded=True, **probes)
         metrics["hessian_trace"] = estimate.estimate
         metrics["hessian_trace_std_error"] = estimate.std_error
         matvecs += estimate.num_matvecs
@@ -218,8 +231,9 @@ def load_record(config: RunConfig, cache_dir: str | os.PathLike | None = None) -
 
 
 def default_device() -> torch.device:
-    """The GPU when there is one, else the CPU (not part of a run's identity or cache key)."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The GPU when there is one (under torchrun: the local rank's), else the CPU
+    (not part of a run's identity or cache key)."""
+    return distributed.device()
 
 
 def run(config: RunConfig, cache_dir: str | os.PathLike | None = None, *, force: bool = False,
@@ -229,21 +243,30 @@ def run(config: RunConfig, cache_dir: str | os.PathLike | None = None, *, force:
     (``force=True`` starts afresh)."""
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
-    if not force and (record := load_record(config, cache_dir)) is not None:
-        return record
+    distributed.init_from_env()
+    cached = None if force else distributed.broadcast_object(
+        load_record(config, cache_dir) if distributed.is_main() else None)
+    if cached is not None:
+        return cached
+    device = torch.device(device) if device is not None else default_device()
+    if config.sync_batch_norm and distributed.is_distributed() and device.type == "cpu":
+        raise ConfigError("sync_batch_norm needs GPUs (torch's SyncBatchNorm runs on CUDA only); "
+                          "leave it False on CPU workers")
     bundle = validate(config)
     started = time.perf_counter()
-    device = torch.device(device) if device is not None else default_device()
     folder = run_dir(config, cache_dir)
-    resume = None if force else _load_train_state(folder / TRAIN_STATE_FILE)
+    resume = None if force else distributed.broadcast_object(
+        _load_train_state(folder / TRAIN_STATE_FILE) if distributed.is_main() else None)
     with single_thread() if device.type == "cpu" else contextlib.nullcontext():
         model = build_model(config, bundle).to(device)
         transform = _input_transform(config, bundle)
         controller = _controller(config, bundle, transform)
         callbacks = _callbacks(config) + ([controller] if isinstance(controller, Callback) else [])
         outcome = fit(model, bundle.train, bundle.test, config, callbacks=callbacks,
-                      input_transform=transform, batch_size_schedule=controller, progress=progress,
-                      checkpoint=lambda saved: _save_train_state(saved, folder / TRAIN_STATE_FILE),
+                      input_transform=transform, batch_size_schedule=controller,
+                      progress=progress and distributed.is_main(),
+                      checkpoint=(lambda saved: _save_train_state(saved, folder / TRAIN_STATE_FILE))
+                      if distributed.is_main() else None,
                       resume=resume)
     final: dict[str, Any] = {"steps": outcome.steps}
     if outcome.status != "diverged":
@@ -257,11 +280,13 @@ def run(config: RunConfig, cache_dir: str | os.PathLike | None = None, *, force:
         "version": __version__, "git_commit": _git_commit(),
         "epoch_wall_time_s": outcome.epoch_wall_time_s,
         "wall_time_s": time.perf_counter() - started + (resume["counters"]["wall_time_s"] if resume else 0.0),
+        "workers": distributed.world_size(),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    _atomic_save_model(model, folder / CHECKPOINT_FILE)
-    atomic_write_bytes(folder / RECORD_FILE, json.dumps(record, indent=1, allow_nan=True).encode())
-    (folder / TRAIN_STATE_FILE).unlink(missing_ok=True)
+    if distributed.is_main():
+        _atomic_save_model(model, folder / CHECKPOINT_FILE)
+        atomic_write_bytes(folder / RECORD_FILE, json.dumps(record, indent=1, allow_nan=True).encode())
+        (folder / TRAIN_STATE_FILE).unlink(missing_ok=True)
     return record
 
 
@@ -292,7 +317,7 @@ def sweep(configs: Sequence[RunConfig], cache_dir: str | os.PathLike | None = No
         if not isinstance(config, RunConfig):
             raise TypeError(f"sweep takes RunConfig objects, got {type(config).__name__}")
     records = []
-    for config in tqdm(configs, desc="runs", unit="run", disable=not progress):
+    for config in tqdm(configs, desc="runs", unit="run", disable=not (progress and distributed.is_main())):
         records.append(run(config, cache_dir, progress=progress))
     return records
 

@@ -33,6 +33,8 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
+from largebatch import distributed
+
 LossFn = Callable[[Tensor, Tensor], Tensor]
 #: Progress hook of :func:`top_eigenvalues`: (products so far, current estimates).
 EigenCallback = Callable[[int, list[float]], None]
@@ -40,6 +42,7 @@ Batch = tuple[Tensor, Tensor]
 #: Which parameters: all trainable ones (None), a filter ``(name, param) -> bool``, or names.
 ParamSelection = Union[None, Callable[[str, nn.Parameter], bool], str, Sequence[str]]
 Which = Literal["LA", "LM", "SA"]
+HvpMethod = Literal["backward", "jvp"]
 
 __all__ = [
     "DensityResult",
@@ -49,6 +52,7 @@ __all__ = [
     "LinearOperator",
     "MatrixOperator",
     "TraceResult",
+    "device_batches",
     "exact_eigenvalues",
     "exact_hessian",
     "spectral_density",
@@ -174,6 +178,27 @@ def _generator(seed: int) -> torch.Generator:
     return torch.Generator(device="cpu").manual_seed(seed)
 
 
+def device_batches(data: Any, batch_size: int = 1024, device: torch.device | str | None = None,
+                   dtype: torch.dtype | None = None) -> list[Batch]:
+    """``(inputs, targets)`` cut once into batches of ``batch_size`` held on ``device``.
+
+    ``data`` is a pair of tensors or a ``TensorDataset``; floating tensors are cast to
+    ``dtype`` if given. The batches are views of one copy of the data, so a full-data
+    :class:`HessianOperator` over them neither collates nor copies per product (a
+    ``DataLoader`` over a ``TensorDataset`` gives the same batches but stacks every
+    sample again at every product).
+    """
+    tensors = data.tensors if isinstance(data, torch.utils.data.TensorDataset) else data
+    if not _is_batch(tensors):
+        raise TypeError(f"data must be a pair (inputs, targets) of tensors or a TensorDataset, "
+                        f"got {type(data).__name__}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    moved = [t.to(device=device, dtype=dtype if dtype is not None and t.is_floating_point() else None)
+             for t in tensors]
+    return list(zip(moved[0].split(batch_size), moved[1].split(batch_size)))
+
+
 # --------------------------------------------------------------------------- operators
 
 
@@ -199,6 +224,17 @@ class HessianOperator:
     * ``cache_graph`` (default: True for a single batch, False otherwise): keep the
       gradient graph of each batch and reuse it, so a product costs one backward pass
       through it; otherwise each product recomputes the forward pass and the gradient.
+    * ``hvp``: ``"backward"`` (default) differentiates the gradient graph a second time
+      (reverse over reverse); ``"jvp"`` pushes the vector forward through the gradient
+      computation (``torch.func.jvp`` of ``torch.func.grad``, forward over reverse), which
+      recomputes the gradient at every product but with no second backward pass. Eval
+      mode only: torch's function transforms give wrong second derivatives through
+      train-mode ``batch_norm`` (torch 2.13). ``cache_graph`` does not apply.
+    * ``vectors_per_pass`` (``hvp="jvp"`` only, default 1): :meth:`matmat` pushes this
+      many vectors through one pass with ``torch.func.vmap`` (memory grows with it).
+    * ``sharded``: each process holds its own part of the data; under torchrun the
+      size-weighted partial products are all-reduced, so every rank gets the product
+      of the Hessian over all ranks' samples (see :mod:`largebatch.distributed`).
 
     The data must be deterministic (no augmentation; shuffling only reorders the sum).
     Treat the operator as a snapshot -- the ``dtype`` copy is taken at construction and
@@ -207,7 +243,17 @@ class HessianOperator:
 
     def __init__(self, model: nn.Module, data: Any, loss_fn: LossFn = F.cross_entropy,
                  params: ParamSelection = None, dtype: torch.dtype | None = None,
-                 eval_mode: bool = True, cache_graph: bool | None = None) -> None:
+                 eval_mode: bool = True, cache_graph: bool | None = None,
+                 hvp: HvpMethod = "backward", vectors_per_pass: int = 1, sharded: bool = False) -> None:
+        if hvp not in ("backward", "jvp"):
+            raise ValueError(f"hvp must be 'backward' or 'jvp', got {hvp!r}")
+        if hvp == "jvp" and not eval_mode:
+            raise ValueError("hvp='jvp' needs eval_mode=True: torch.func transforms give wrong "
+                             "second derivatives through train-mode batch norm; use hvp='backward'")
+        if isinstance(vectors_per_pass, bool) or not isinstance(vectors_per_pass, int) or vectors_per_pass < 1:
+            raise ValueError(f"vectors_per_pass must be an integer >= 1, got {vectors_per_pass!r}")
+        if vectors_per_pass > 1 and hvp != "jvp":
+            raise ValueError("vectors_per_pass > 1 needs hvp='jvp'")
         self._batches, single = _batch_source(data)
         self._model = _working_model(model, dtype)
         chosen = _select_parameters(self._model, params)
@@ -221,8 +267,11 @@ class HessianOperator:
         self._loss_fn = loss_fn
         self._cast = dtype
         self._eval_mode = eval_mode
-        self._cache_graph = single if cache_graph is None else cache_graph
+        self._cache_graph = (single if cache_graph is None else cache_graph) and hvp == "backward"
         self._graphs: list[tuple[list[Tensor | None], int]] | None = None
+        self._hvp_method = hvp
+        self._vectors_per_pass = vectors_per_pass
+        self._sharded = sharded
 
     def _gradient_graph(self, batch: Any) -> tuple[list[Tensor | None], int]:
         inputs, targets, n = _prepare(batch, self.device, self._cast)
@@ -242,31 +291,77 @@ class HessianOperator:
         return torch.cat([h.reshape(-1) if h is not None else p.new_zeros(p.numel())
                           for h, p in zip(hv, self._params)])
 
+    def _jvp_products(self, batch: Any, block: Tensor) -> tuple[Tensor, int]:
+        """One batch's ``H_b V`` for the rows of ``block`` (s, dim), forward over reverse."""
+        inputs, targets, n = _prepare(batch, self.device, self._cast)
+        primals = tuple(p.detach() for p in self._params)
+
+        def loss_of(*params: Tensor) -> Tensor:
+            logits = functional_call(self._model, dict(zip(self.param_names, params)), (inputs,))
+            return _scalar_loss(self._loss_fn(logits, targets))
+
+        gradient = torch.func.grad(loss_of, argnums=tuple(range(len(primals))))
+
+        def product(*tangents: Tensor) -> tuple[Tensor, ...]:
+            return torch.func.jvp(gradient, primals, tangents)[1]
+
+        rows = block.shape[0]
+        tangents = [c.reshape(rows, *p.shape) for c, p in zip(torch.split(block, self._sizes, dim=1),
+                                                              self._params)]
+        with _training_flags(self._model, eval_mode=True):
+            if rows == 1:
+                hv = [h.unsqueeze(0) for h in product(*(t[0] for t in tangents))]
+            else:
+                hv = torch.func.vmap(product)(*tangents)
+        return torch.cat([h.reshape(rows, -1) for h in hv], dim=1), n
+
+    def _products(self, block: Tensor) -> Iterator[tuple[Tensor, int]]:
+        """``(H_b V, n_b)`` for every batch ``b``, for the rows of ``block`` (s, dim)."""
+        if self._hvp_method == "jvp":
+            yield from (self._jvp_products(b, block) for b in self._batches)
+            return
+        vs = [[c.view_as(p) for c, p in zip(torch.split(row, self._sizes), self._params)] for row in block]
+        if self._cache_graph:
+            if self._graphs is None:
+                self._graphs = [self._gradient_graph(b) for b in self._batches]
+            graphs: Iterable[tuple[list[Tensor | None], int]] = self._graphs
+        else:
+            graphs = (self._gradient_graph(b) for b in self._batches)
+        for grads, n in graphs:
+            if n == 0:
+                continue
+            hv = [self._hvp(grads, v, retain=self._cache_graph or i < len(vs) - 1) for i, v in enumerate(vs)]
+            yield torch.stack(hv), n
+
+    def _apply(self, block: Tensor) -> Tensor:
+        """``H V`` for the rows of ``block`` (s, dim): size-weighted mean over the batches
+        (and over the ranks when sharded)."""
+        mean: Tensor | None = None
+        count = 0
+        with torch.enable_grad():
+            for hv, n in self._products(block):
+                count += n
+                mean = hv if mean is None else mean.add_(hv - mean, alpha=n / count)  # weighted running mean
+        if mean is None and not (self._sharded and distributed.is_distributed()):
+            raise ValueError("data is empty: no samples were found in the batches")
+        if self._sharded:  # a rank without samples contributes zero weight
+            mean = distributed.weighted_mean(torch.zeros_like(block) if mean is None else mean, count)
+        self.num_matvecs += block.shape[0]
+        return mean
+
     def matvec(self, v: Tensor) -> Tensor:
         """Return ``H v`` for a 1-D tensor ``v`` of length :attr:`dim`."""
         if v.shape != (self.dim,):
             raise ValueError(f"v must have shape ({self.dim},), got {tuple(v.shape)}")
-        v = v.to(dtype=self.dtype, device=self.device)
-        vs = [c.view_as(p) for c, p in zip(torch.split(v, self._sizes), self._params)]
-        mean: Tensor | None = None
-        count = 0
-        with torch.enable_grad():
-            if self._cache_graph:
-                if self._graphs is None:
-                    self._graphs = [self._gradient_graph(b) for b in self._batches]
-                graphs: Iterable[tuple[list[Tensor | None], int]] = self._graphs
-            else:
-                graphs = (self._gradient_graph(b) for b in self._batches)
-            for grads, n in graphs:
-                if n == 0:
-                    continue
-                hv = self._hvp(grads, vs, retain=self._cache_graph)
-                count += n
-                mean = hv if mean is None else mean.add_(hv - mean, alpha=n / count)  # weighted running mean
-        if mean is None:
-            raise ValueError("data is empty: no samples were found in the batches")
-        self.num_matvecs += 1
-        return mean
+        return self._apply(v.to(dtype=self.dtype, device=self.device).unsqueeze(0))[0]
+
+    def matmat(self, block: Tensor) -> Tensor:
+        """Return ``H V`` for a ``(dim, s)`` block of column vectors, ``vectors_per_pass``
+        columns per pass (``s`` products)."""
+        if block.ndim != 2 or block.shape[0] != self.dim:
+            raise ValueError(f"block must have shape ({self.dim}, s), got {tuple(block.shape)}")
+        rows = block.T.to(dtype=self.dtype, device=self.device)
+        return torch.cat([self._apply(part) for part in rows.split(self._vectors_per_pass)]).T
 
 
 class MatrixOperator:
@@ -305,7 +400,9 @@ def _operator(target: Any, data: Any, kwargs: dict[str, Any]) -> LinearOperator:
 
 
 def _columns_matvec(op: LinearOperator, block: Tensor) -> Tensor:
-    """Apply ``op`` to each column of a (dim, s) block."""
+    """Apply ``op`` to each column of a (dim, s) block (in blocks when it has ``matmat``)."""
+    if hasattr(op, "matmat"):
+        return op.matmat(block)
     return torch.stack([op.matvec(block[:, j]) for j in range(block.shape[1])], dim=1)
 
 

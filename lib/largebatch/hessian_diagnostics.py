@@ -53,8 +53,13 @@ def _check_batch(data: Any) -> tuple[Tensor, Tensor]:
 
 
 def _seconds(fn: Callable[[], Any]) -> float:
+    """Wall time of ``fn()``, GPU work included (CUDA runs asynchronously)."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     start = time.perf_counter()
     fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     return time.perf_counter() - start
 
 

@@ -29,6 +29,7 @@ are saved and restored with it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
+from largebatch import distributed
 from largebatch.callbacks import Callback, TrainState
 from largebatch.config import ConfigError, RunConfig
 from largebatch.evaluation import evaluate
@@ -124,17 +126,38 @@ def accumulate_gradient(model: nn.Module, inputs: torch.Tensor, targets: torch.T
     normalized on its own, a ghost-batch effect). ``observer(model, size, total)``
     is called after each chunk's backward pass.
     """
-    total = len(targets)
-    mean_loss = 0.0
-    for start, stop in _micro_batches(total, micro_batch_size):
+    return float(_accumulate(model, None, inputs, targets, len(targets), micro_batch_size,
+                             input_transform, observer))
+
+
+def _accumulate(model: nn.Module, parallel: nn.Module | None, inputs: torch.Tensor,
+                targets: torch.Tensor, batch_size: int, micro_batch_size: int | None,
+                input_transform: InputTransform | None,
+                observer: MicroBatchObserver | None = None) -> torch.Tensor:
+    """Accumulate this worker's share of a batch of ``batch_size`` samples into ``.grad``.
+
+    Returns this worker's part of the batch's mean loss, a float64 tensor (a sum of
+    float32 losses in float64 equals the Python-float sum of their ``.item()``, so no
+    host sync is needed per micro-batch). With ``parallel`` (DistributedDataParallel
+    around ``model``) gradients are all-reduced with the last micro-batch only
+    (``no_sync`` before); each loss is scaled by the world size because DDP averages.
+    ``observer(model, size, batch_size)`` sees ``.grad`` after each chunk's backward pass
+    (this worker's accumulation so far).
+    """
+    world = distributed.world_size() if parallel is not None else 1
+    chunks = _micro_batches(len(targets), micro_batch_size)
+    mean_loss = torch.zeros((), dtype=torch.float64, device=inputs.device)
+    for index, (start, stop) in enumerate(chunks):
+        last = index == len(chunks) - 1
         x, y = inputs[start:stop], targets[start:stop]
         if input_transform is not None:
             x, y = input_transform(model, x, y)
-        loss = F.cross_entropy(model(x), y) * ((stop - start) / total)
-        loss.backward()
+        with contextlib.nullcontext() if parallel is None or last else parallel.no_sync():
+            loss = F.cross_entropy((parallel or model)(x), y) * ((stop - start) / batch_size)
+            (loss * world if world > 1 else loss).backward()
         if observer is not None:
-            observer(model, stop - start, total)
-        mean_loss += loss.item()
+            observer(model, stop - start, batch_size)
+        mean_loss += loss.detach().to(torch.float64)
     return mean_loss
 
 
@@ -152,13 +175,24 @@ def fit(model: nn.Module, train_data: TensorDataset, test_data: TensorDataset | 
     samples. The budget is ``config.total_epochs`` passes (after regime
     adaptation) or ``config.steps`` updates. ``checkpoint(training_state)`` is
     called after every epoch; ``resume`` (such a state) continues a run.
+
+    The training tensors are moved to the model's device once. Under ``torchrun``
+    (see :mod:`largebatch.distributed`) every worker draws the same permutation and
+    takes its contiguous shard of each batch, so the data order does not depend on
+    the number of workers; gradients are all-reduced once per update and the
+    batch-size schedule's decision (batch size and ``state.extra``) is rank 0's.
     """
+    distributed.init_from_env()
     num_train = len(train_data)
     if config.batch_size > num_train:
         raise ConfigError(f"batch_size must be <= the training set size {num_train}, "
                           f"got {config.batch_size}")
+    world = distributed.world_size()
+    if config.batch_size < world:
+        raise ConfigError(f"batch_size must be >= the number of workers {world}, got {config.batch_size}")
     device = next(model.parameters()).device
-    inputs, targets = train_data.tensors
+    inputs, targets = (t.to(device) for t in train_data.tensors)
+    parallel = distributed.wrap(model)
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
@@ -176,17 +210,20 @@ def fit(model: nn.Module, train_data: TensorDataset, test_data: TensorDataset | 
     observer = getattr(batch_size_schedule, "observe_micro_batch", None)
     model.train()
     bar = tqdm(total=math.ceil(total_epochs), initial=state.epoch, desc=f"B={config.batch_size}",
-               unit="epoch", disable=not progress, leave=False)
+               unit="epoch", disable=not (progress and distributed.is_main()), leave=False)
     epoch_loss_sum, epoch_updates = 0.0, 0
     while not _budget_spent(state, config, total_epochs):
         started = time.perf_counter()
         if batch_size_schedule is not None:
-            new_size = _checked_batch_size(batch_size_schedule.next_batch_size(state), num_train)
+            chosen = batch_size_schedule.next_batch_size(state)
+            chosen, state.extra, spent = distributed.broadcast_object(
+                (chosen, state.extra, _spent(batch_size_schedule)))
+            new_size = _checked_batch_size(chosen, num_train, world)
             if new_size != state.batch_size:
                 state.previous_batch_size, state.batch_changed_epoch = state.batch_size, state.epoch
                 state.batch_size = new_size
-            state.gradient_evaluations += _spent(batch_size_schedule)
-        order = torch.randperm(num_train, generator=generator)
+            state.gradient_evaluations += spent
+        order = torch.randperm(num_train, generator=generator).to(device)
         steps_this_epoch = num_train // state.batch_size
         epoch_loss_sum, epoch_updates = 0.0, 0
         for index in range(steps_this_epoch):
@@ -195,11 +232,18 @@ def fit(model: nn.Module, train_data: TensorDataset, test_data: TensorDataset | 
                                      state.previous_batch_size, progress_epochs - state.batch_changed_epoch)
             for group in optimizer.param_groups:
                 group["lr"] = state.lr
-            batch = order[index * state.batch_size:(index + 1) * state.batch_size]
+            start, stop = distributed.shard_range(state.batch_size)
+            batch = order[index * state.batch_size + start:index * state.batch_size + stop]
             optimizer.zero_grad(set_to_none=True)
-            loss = accumulate_gradient(model, inputs[batch].to(device), targets[batch].to(device),
-                                       config.micro_batch_size, input_transform, observer)
-            state.gradient_evaluations += state.batch_size + _spent(input_transform)
+            partial = _accumulate(model, parallel, inputs[batch], targets[batch], state.batch_size,
+                                  config.micro_batch_size, input_transform, observer)
+            if parallel is not None:  # one all-reduce for the loss and the attack's cost
+                partial = distributed.all_reduce_sum(torch.stack([partial, partial.new_tensor(
+                    float(_spent(input_transform)))]))
+                loss, transform_cost = float(partial[0]), int(partial[1])
+            else:
+                loss, transform_cost = float(partial), _spent(input_transform)
+            state.gradient_evaluations += state.batch_size + transform_cost
             if not math.isfinite(loss):
                 result.status = "diverged"
                 break
@@ -217,6 +261,7 @@ def fit(model: nn.Module, train_data: TensorDataset, test_data: TensorDataset | 
         state.wall_time_s += time.perf_counter() - started
         result.epoch_wall_time_s.append(state.wall_time_s)
         bar.update(1)
+        distributed.broadcast_buffers(model)  # per-worker BN statistics: evaluate rank 0's
         row = _end_of_epoch(model, train_data, test_data, config, state, callbacks,
                             epoch_loss_sum / max(epoch_updates, 1), result.status == "diverged",
                             last=_budget_spent(state, config, total_epochs))
@@ -282,10 +327,10 @@ def _spent(obj: Any) -> int:
     return int(take()) if take is not None else 0
 
 
-def _checked_batch_size(batch_size: int, num_train: int) -> int:
-    if not isinstance(batch_size, int) or not 0 < batch_size <= num_train:
+def _checked_batch_size(batch_size: int, num_train: int, world: int = 1) -> int:
+    if not isinstance(batch_size, int) or not world <= batch_size <= num_train:
         raise ConfigError(f"the batch-size schedule returned {batch_size!r}; "
-                          f"it must be an integer in [1, {num_train}]")
+                          f"it must be an integer in [{world}, {num_train}]")
     return batch_size
 
 
