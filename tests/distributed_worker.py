@@ -16,6 +16,8 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from largebatch import distributed, experiments, hessian
+from largebatch.absa import AdaptiveRule, EigenvalueController
+from largebatch.attacks import AdversarialTransform
 from largebatch.callbacks import TrainState
 from largebatch.config import RunConfig
 from largebatch.train import fit
@@ -92,6 +94,43 @@ def schedule_run() -> dict[str, Any]:
             "lrs": [row["lr"] for row in outcome.history], "steps": outcome.steps}
 
 
+class RankScriptedController(EigenvalueController):
+    """ABSA's controller with its eigenvalue estimates scripted by epoch, different on
+    every rank but 0 (rank 0's estimate must decide batch, fraction and rule everywhere)."""
+
+    def estimate(self, model: nn.Module, epoch: int, samples: int, stream: int = 0) -> tuple[float, int]:
+        script = [0.0, 4.0, 1.9, 1.5, 0.9, 0.7] if distributed.rank() == 0 else [1.0] * 6
+        return script[epoch], 3
+
+
+def _adaptive_history(controller_type: type[EigenvalueController], adversarial: bool,
+                      ratio: float) -> dict[str, Any]:
+    model, train = mlp(), data()
+    transform = AdversarialTransform(fraction=0.5, eps=0.05) if adversarial else None
+    rule = AdaptiveRule(batch_size=8, max_batch_size=64, ratio=ratio, duration=10, fraction=0.5)
+    controller = controller_type(train, rule, eigen_samples=40, eigen_iterations=10, seed=3,
+                                 transform=transform)
+    config = RunConfig(batch_size=8, epochs=6, lr=0.05, lr_scaling="linear", base_batch_size=8)
+    outcome = fit(model, train, None, config, callbacks=[controller], input_transform=transform,
+                  batch_size_schedule=controller, progress=False)
+    keys = ("batch_size", "lr", "adversarial_fraction", "eigenvalue", "gradient_evaluations")
+    return {key: [row.get(key) for row in outcome.history] for key in keys}
+
+
+def absa_scripted_run() -> dict[str, Any]:
+    """ABSA on a scripted eigenvalue sequence that differs between ranks."""
+    return _adaptive_history(RankScriptedController, adversarial=True, ratio=2.0)
+
+
+def abs_estimated_run() -> dict[str, Any]:
+    """ABS with its real estimate: power iteration over a sample sharded across ranks.
+
+    (Without adversarial samples: ABSA perturbs a share of each worker's micro-batch,
+    which is not the same samples as a share of one process's micro-batch.)
+    """
+    return _adaptive_history(EigenvalueController, adversarial=False, ratio=1.2)
+
+
 def experiment_run() -> dict[str, Any]:
     """``experiments.run`` as a chapter calls it (cache folder from ``$LARGEBATCH_CACHE_DIR``)."""
     config = RunConfig(model="mnist1d_mlp", num_samples=400, batch_size=64, epochs=2, lr=0.05,
@@ -108,6 +147,7 @@ def failing_run() -> dict[str, Any]:
 
 
 SCENARIOS = {"train": train_run, "hessian": hessian_run, "schedule": schedule_run,
+             "absa_scripted": absa_scripted_run, "abs_estimated": abs_estimated_run,
              "experiment": experiment_run, "fail": failing_run}
 
 

@@ -44,7 +44,7 @@ def _launch(scenario: str, out: Path, timeout_s: float = 120, **env: str) -> sub
 def launched(tmp_path_factory):
     """Each rank's outcome of every scenario, from one 2-worker launch."""
     out = tmp_path_factory.mktemp("ranks")
-    done = _launch("train,hessian,schedule,experiment", out, LARGEBATCH_CACHE_DIR=str(out / "cache"))
+    done = _launch("train,hessian,schedule,absa_scripted,abs_estimated,experiment", out, LARGEBATCH_CACHE_DIR=str(out / "cache"))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     ranks = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
     assert [r["world_size"] for r in ranks] == [2, 2]
@@ -89,6 +89,28 @@ def test_schedule_decisions_are_rank_zeros_and_match_one_process(launched):
     single = worker.schedule_run()
     assert single["batch_sizes"] == [8, 8, 16, 16, 32, 32]  # the script halves twice
     assert first["schedule"] == second["schedule"] == single
+
+
+def test_absa_decisions_are_rank_zeros_and_match_one_process(launched):
+    (first, second), _ = launched
+    single = worker.absa_scripted_run()
+    assert single["batch_size"] == [8, 8, 16, 16, 32, 32]
+    assert single["adversarial_fraction"] == [0.5, 0.5, 0.25, 0.25, 0.125, 0.125]
+    assert first["absa_scripted"] == second["absa_scripted"] == single
+
+
+def test_abs_eigenvalue_estimate_over_sharded_samples_equals_one_process(launched):
+    (first, second), _ = launched
+    single = worker.abs_estimated_run()
+    assert first["abs_estimated"] == second["abs_estimated"]
+    assert len(set(single["batch_size"])) > 1  # the run doubles its batch at least once
+    for key in ("batch_size", "gradient_evaluations"):
+        assert first["abs_estimated"][key] == single[key], key
+    estimates = [(a, b) for a, b in zip(first["abs_estimated"]["eigenvalue"], single["eigenvalue"])
+                 if b is not None]
+    assert len(estimates) >= 4
+    for got, want in estimates:
+        assert got == pytest.approx(want, rel=1e-9)
 
 
 def test_experiment_run_writes_one_record_saying_two_workers(launched, tmp_path, monkeypatch):

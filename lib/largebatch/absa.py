@@ -47,10 +47,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
-from largebatch import hessian
+from largebatch import distributed, hessian
 from largebatch.attacks import AdversarialTransform
 from largebatch.callbacks import Callback, Metrics, TrainState
-from largebatch.config import RunConfig
+from largebatch.config import ConfigError, RunConfig
 
 HVP_GRADIENT_EVALUATIONS = 2  # one Hessian-vector product costs about two gradients
 
@@ -117,18 +117,26 @@ class EigenvalueController(Callback):
         return inputs[chosen], targets[chosen]
 
     def estimate(self, model: nn.Module, epoch: int, samples: int, stream: int = 0) -> tuple[float, int]:
-        """Top Hessian eigenvalue on ``samples`` fresh samples, and the products it took."""
+        """Top Hessian eigenvalue on ``samples`` fresh samples, and the products it took.
+
+        Under torchrun each worker takes its shard of the sample and the products are
+        all-reduced, so every rank computes the same estimate from all ranks' data.
+        """
         device = next(model.parameters()).device
         inputs, targets = self._sample(samples, epoch, stream)
-        result = hessian.top_eigenvalues(model, (inputs.to(device), targets.to(device)), k=1,
-                                         method="power", tol=self.eigen_tol,
-                                         max_iter=self.eigen_iterations, seed=self.seed + epoch)
+        start, stop = distributed.shard_range(len(targets))
+        shard = (inputs[start:stop].to(device), targets[start:stop].to(device))
+        result = hessian.top_eigenvalues(model, shard, k=1, method="power", tol=self.eigen_tol,
+                                         max_iter=self.eigen_iterations, seed=self.seed + epoch,
+                                         sharded=distributed.is_distributed())
         return result.eigenvalues[0], result.num_matvecs
 
     def next_batch_size(self, state: TrainState) -> int:
         self.last = {}
         if state.epoch > 0 and self.rule.adapting:
-            value, products = self.estimate(state.model, state.epoch, self.eigen_samples)
+            # rank 0's estimate decides on every rank (batch, fraction and rule state stay in step)
+            value, products = distributed.broadcast_object(
+                self.estimate(state.model, state.epoch, self.eigen_samples))
             self._pending_evaluations += self.eigen_samples * (1 + HVP_GRADIENT_EVALUATIONS * products)
             self.last = {"eigenvalue": value, "eigen_samples": self.eigen_samples}
             if self.diagnostic_samples:
@@ -231,9 +239,14 @@ class NoiseScaleController(Callback):
     gradients (weighted by their share of the batch), its final value the batch
     gradient. Before each epoch the batch doubles if the last epoch's estimate is at
     least twice the batch, up to ``max_batch_size``. History rows get ``noise_scale``.
+    One process only: under torchrun the last micro-batch's all-reduce hides its own
+    gradient, so the estimator would see a mixture of local and global gradients.
     """
 
     def __init__(self, start: int, max_batch_size: int) -> None:
+        if distributed.is_distributed():
+            raise ConfigError("batch_size_controller='noise_scale' runs in one process only: under "
+                              "torchrun the all-reduce hides the micro-batch gradients it measures")
         self.batch_size, self.max_batch_size = start, max_batch_size
         self.estimate = NoiseScaleEstimate()
         self._previous: Tensor | None = None
