@@ -27,6 +27,7 @@ class TrainState:
     batch_size: int = 0  # current (effective) batch size
     lr: float = 0.0  # current learning rate
     last_loss: float = float("nan")  # mean training loss of the last update
+    initial_loss: float = float("nan")  # mean training loss of the first update (divergence reference)
     # samples x gradient passes so far: one per sample of every update, plus what input
     # transforms (attacks) and batch-size schedules (Hessian products) report they spent
     gradient_evaluations: int = 0

@@ -58,6 +58,8 @@ class RunConfig:
     clip_grad_norm: float | None = None
     regime_adaptation: bool = False  # multiply epochs and milestones by batch/base batch
     target_train_loss: float | None = None  # stop once the eval-mode train loss is this low
+    # diverged: a non-finite update loss, or one above divergence_factor x max(first loss, ln(classes))
+    divergence_factor: float = 10.0
     ghost_batch_size: int | None = None
     sync_batch_norm: bool = False  # under torchrun: BN statistics over all workers' samples
     # adversarial training (fraction of each micro-batch replaced)
@@ -202,6 +204,8 @@ def _check_values(c: RunConfig) -> None:
              "must be positive or None", c.clip_grad_norm)
     _require(c.target_train_loss is None or c.target_train_loss > 0, "target_train_loss",
              "must be positive or None", c.target_train_loss)
+    _require(math.isfinite(c.divergence_factor) and c.divergence_factor > 1, "divergence_factor",
+             "must be a finite number > 1", c.divergence_factor)
     _require(c.ghost_batch_size is None or c.ghost_batch_size > 0, "ghost_batch_size",
              "must be a positive integer or None", c.ghost_batch_size)
     _require(not (c.sync_batch_norm and c.ghost_batch_size is not None), "sync_batch_norm",

@@ -53,6 +53,35 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
             module.training = training
 
 
+def output_classes(model: nn.Module, sample: Tensor) -> int:
+    """Number of outputs (classes) of ``model``: one no-grad, eval-mode forward of ``sample[:1]``."""
+    with eval_mode(model), torch.no_grad():
+        logits = model(sample[:1].to(model_device(model)))
+    return int(logits.shape[-1])
+
+
+def check_labels(targets: Tensor, num_classes: int, name: str = "targets") -> None:
+    """Raise ValueError when integer class labels fall outside ``[0, num_classes)``.
+
+    The message names the offending labels (up to five) and the number of classes,
+    instead of the ``IndexError`` the loss would raise from deep inside.
+    """
+    if targets.is_floating_point() or targets.numel() == 0:
+        return
+    bad = targets[(targets < 0) | (targets >= num_classes)]
+    if bad.numel():
+        shown = sorted(set(bad.unique().tolist()))[:5]
+        raise ValueError(f"{name} must be class labels in [0, {num_classes}) for a model with "
+                         f"{num_classes} classes, got label(s) {shown} ({bad.numel()} samples)")
+
+
+def check_finite(tensor: Tensor, name: str) -> None:
+    """Raise ValueError when ``tensor`` holds NaN or infinite values, naming it."""
+    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        count = int((~torch.isfinite(tensor)).sum())
+        raise ValueError(f"{name} must be finite, got {count} non-finite (NaN or inf) values")
+
+
 def evaluate(model: nn.Module, data: Data, loss_fn: LossFn = F.cross_entropy,
              batch_size: int = DEFAULT_BATCH_SIZE) -> dict[str, float]:
     """Mean loss and accuracy of ``model`` on ``data``, in eval mode (mode restored).

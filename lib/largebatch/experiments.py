@@ -26,11 +26,9 @@ the root of the project checkout (found from the working directory), else
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import subprocess
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,14 +39,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from largebatch import __version__, data, distributed, models
+from largebatch import __version__, data, distributed, models, run_cache
 from largebatch.callbacks import Callback
 from largebatch.config import ConfigError, RunConfig
+from largebatch.run_cache import (CHECKPOINT_FILE, RECORD_FILE, TRAIN_STATE_FILE, CorruptEntryError,
+                                  atomic_write_bytes)
 from largebatch.train import evaluate, fit
 
-RECORD_FILE = "record.json"
-CHECKPOINT_FILE = "model.pt"
-TRAIN_STATE_FILE = "train_state.pt"
 SINGLE_BATCH_HESSIAN_SAMPLES = 8192  # up to this many training samples, Hessians use one batch
 
 __all__ = ["RunConfig", "ConfigError", "run", "sweep", "results", "load_model", "load_data",
@@ -191,43 +188,15 @@ def _git_commit() -> str | None:
         return None
 
 
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write a file so that readers see either the old or the whole new content."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(payload)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_save_model(model: nn.Module, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(handle)
-    try:
-        torch.save(model.state_dict(), temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def run_dir(config: RunConfig, cache_dir: str | os.PathLike | None = None) -> Path:
+    """The cache folder of one configuration: ``<cache>/<config.key()>``."""
     return Path(cache_dir or default_cache_dir()) / config.key()
 
 
 def load_record(config: RunConfig, cache_dir: str | os.PathLike | None = None) -> dict[str, Any] | None:
-    """The stored record of a finished run, or None."""
-    path = run_dir(config, cache_dir) / RECORD_FILE
-    if not path.exists():
-        return None
-    return json.loads(path.read_text())
+    """The stored record of a finished run, or None (also when it fails verification:
+    :func:`run` then moves it aside and recomputes it)."""
+    return run_cache.read_record(run_dir(config, cache_dir))
 
 
 def default_device() -> torch.device:
@@ -240,12 +209,20 @@ def run(config: RunConfig, cache_dir: str | os.PathLike | None = None, *, force:
         progress: bool = True, device: str | torch.device | None = None) -> dict[str, Any]:
     """Train and evaluate ``config`` on ``device`` (default: :func:`default_device`),
     or return its cached record; an interrupted run continues from its last epoch
-    (``force=True`` starts afresh)."""
+    (``force=True`` starts afresh).
+
+    While training, the run's folder is locked (see :mod:`largebatch.run_cache`): a
+    second process asking for the same configuration waits and then returns the
+    record the first one wrote. A record or checkpoint that fails verification is
+    moved to the cache's quarantine folder (a :class:`run_cache.CacheWarning` names
+    it) and the run is recomputed.
+    """
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
     distributed.init_from_env()
+    folder = run_dir(config, cache_dir)
     cached = None if force else distributed.broadcast_object(
-        load_record(config, cache_dir) if distributed.is_main() else None)
+        run_cache.read_record(folder) if distributed.is_main() else None)
     if cached is not None:
         return cached
     device = torch.device(device) if device is not None else default_device()
@@ -253,10 +230,20 @@ def run(config: RunConfig, cache_dir: str | os.PathLike | None = None, *, force:
         raise ConfigError("sync_batch_norm needs GPUs (torch's SyncBatchNorm runs on CUDA only); "
                           "leave it False on CPU workers")
     bundle = validate(config)
+    with run_cache.run_lock(folder) if distributed.is_main() else contextlib.nullcontext():
+        cached = None if force else distributed.broadcast_object(  # another process may have finished it
+            run_cache.read_record(folder, repair=True) if distributed.is_main() else None)
+        if cached is not None:
+            return cached
+        return _train(config, bundle, folder, device, force=force, progress=progress)
+
+
+def _train(config: RunConfig, bundle: data.DataBundle, folder: Path, device: torch.device, *,
+           force: bool, progress: bool) -> dict[str, Any]:
+    """Train ``config`` (resuming from its training state), write its checkpoint and record."""
     started = time.perf_counter()
-    folder = run_dir(config, cache_dir)
     resume = None if force else distributed.broadcast_object(
-        _load_train_state(folder / TRAIN_STATE_FILE) if distributed.is_main() else None)
+        _load_train_state(folder) if distributed.is_main() else None)
     with single_thread() if device.type == "cpu" else contextlib.nullcontext():
         model = build_model(config, bundle).to(device)
         transform = _input_transform(config, bundle)
@@ -265,7 +252,7 @@ def run(config: RunConfig, cache_dir: str | os.PathLike | None = None, *, force:
         outcome = fit(model, bundle.train, bundle.test, config, callbacks=callbacks,
                       input_transform=transform, batch_size_schedule=controller,
                       progress=progress and distributed.is_main(),
-                      checkpoint=(lambda saved: _save_train_state(saved, folder / TRAIN_STATE_FILE))
+                      checkpoint=(lambda saved: run_cache.write_checked(folder / TRAIN_STATE_FILE, saved))
                       if distributed.is_main() else None,
                       resume=resume)
     final: dict[str, Any] = {"steps": outcome.steps}
@@ -277,6 +264,7 @@ def run(config: RunConfig, cache_dir: str | os.PathLike | None = None, *, force:
     record = {
         "key": config.key(), "config": config.to_dict(), "status": outcome.status,
         "history": outcome.history, "steps": outcome.step_log, "final": final,
+        **({"divergence": outcome.divergence} if outcome.divergence is not None else {}),
         "version": __version__, "git_commit": _git_commit(),
         "epoch_wall_time_s": outcome.epoch_wall_time_s,
         "wall_time_s": time.perf_counter() - started + (resume["counters"]["wall_time_s"] if resume else 0.0),
@@ -284,7 +272,9 @@ def run(config: RunConfig, cache_dir: str | os.PathLike | None = None, *, force:
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if distributed.is_main():
-        _atomic_save_model(model, folder / CHECKPOINT_FILE)
+        checkpoint = run_cache.torch_bytes(model.state_dict())
+        atomic_write_bytes(folder / CHECKPOINT_FILE, checkpoint)
+        record = run_cache.seal(record, run_cache.sha256_bytes(checkpoint))
         atomic_write_bytes(folder / RECORD_FILE, json.dumps(record, indent=1, allow_nan=True).encode())
         (folder / TRAIN_STATE_FILE).unlink(missing_ok=True)
     return record
@@ -298,15 +288,16 @@ def _controller(config: RunConfig, bundle: data.DataBundle, transform: Any) -> A
     return build_controller(config, bundle.train, transform)
 
 
-def _save_train_state(saved: dict[str, Any], path: Path) -> None:
-    buffer = io.BytesIO()
-    torch.save(saved, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def _load_train_state(path: Path) -> dict[str, Any] | None:
-    """The end-of-epoch state of an interrupted run, or None."""
-    return torch.load(path, weights_only=True, map_location="cpu") if path.exists() else None
+def _load_train_state(folder: Path) -> dict[str, Any] | None:
+    """The end-of-epoch state of an interrupted run, or None (a damaged one is quarantined)."""
+    path = folder / TRAIN_STATE_FILE
+    if not path.exists():
+        return None
+    try:
+        return run_cache.read_checked(path)
+    except CorruptEntryError as error:
+        run_cache.quarantine(error.problem, folder.parent)
+        return None
 
 
 def sweep(configs: Sequence[RunConfig], cache_dir: str | os.PathLike | None = None, *,
@@ -325,12 +316,28 @@ def sweep(configs: Sequence[RunConfig], cache_dir: str | os.PathLike | None = No
 def load_model(config: RunConfig, cache_dir: str | os.PathLike | None = None,
                device: str | torch.device | None = None) -> nn.Module:
     """The trained model of a finished run, in eval mode on ``device`` (default: the CPU);
-    the checkpoint is loaded with ``weights_only=True``."""
-    path = run_dir(config, cache_dir) / CHECKPOINT_FILE
+    the checkpoint is loaded with ``weights_only=True``.
+
+    A checkpoint that does not match its record's checksum or does not load raises
+    :class:`run_cache.CorruptEntryError` naming the file, after moving the entry to
+    quarantine (``run(config)`` then recomputes it).
+    """
+    folder = run_dir(config, cache_dir)
+    path = folder / CHECKPOINT_FILE
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint for this configuration at {path}; call run(config) first")
     model = build_model(config, load_data(config))
-    model.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
+    with run_cache.run_lock(folder):
+        try:
+            problems = run_cache.check_record(folder)[1]
+            if problems:
+                raise CorruptEntryError(problems[0])
+            state = run_cache.read_checked(path)
+        except CorruptEntryError as error:
+            run_cache.quarantine_entry(folder, error.problem)
+            raise CorruptEntryError(error.problem, f"; the entry was moved to "
+                                    f"{folder.parent / run_cache.QUARANTINE_DIR}; run(config) recomputes it") from None
+    model.load_state_dict(state)
     return model.to(device or "cpu").eval()
 
 
@@ -342,7 +349,8 @@ def results(records: Iterable[dict[str, Any]] | None = None,
     """
     if records is None:
         folder = Path(cache_dir or default_cache_dir())
-        records = [json.loads(p.read_text()) for p in sorted(folder.glob(f"*/{RECORD_FILE}"))]
+        records = [record for p in sorted(folder.glob(f"*/{RECORD_FILE}"))
+                   if (record := run_cache.read_record(p.parent)) is not None]
     rows = []
     for record in records:
         row = {"key": record["key"], **record["config"], "status": record["status"],

@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 from largebatch import distributed
 from largebatch.callbacks import Callback, TrainState
 from largebatch.config import ConfigError, RunConfig
-from largebatch.evaluation import evaluate
+from largebatch.evaluation import check_labels, evaluate, output_classes
 
 MicroBatchObserver = Callable[[nn.Module, int, int], None]
 InputTransform = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -65,6 +65,16 @@ class TrainResult:
     step_log: list[dict[str, Any]] = field(default_factory=list)  # callback metrics by step
     steps: int = 0
     epoch_wall_time_s: list[float] = field(default_factory=list)  # cumulative, at each epoch end
+    divergence: dict[str, Any] | None = None  # when diverged: step, loss and threshold that tripped
+
+
+def divergence_threshold(factor: float, initial_loss: float, num_classes: int) -> float:
+    """Update losses above ``factor * max(initial_loss, ln(num_classes))`` mean divergence.
+
+    ``ln(num_classes)`` is the loss of a uniform guess, so a run that starts with an
+    unusually small loss is not called diverged for reaching a chance-level one.
+    """
+    return factor * max(initial_loss, math.log(num_classes))
 
 
 def lr_scale(rule: str, batch_size: int, base_batch_size: int) -> float:
@@ -181,6 +191,12 @@ def fit(model: nn.Module, train_data: TensorDataset, test_data: TensorDataset | 
     takes its contiguous shard of each batch, so the data order does not depend on
     the number of workers; gradients are all-reduced once per update and the
     batch-size schedule's decision (batch size and ``state.extra``) is rank 0's.
+
+    The run stops as ``diverged`` at the first update whose loss is non-finite or
+    above :func:`divergence_threshold` (``config.divergence_factor`` times the larger
+    of the first update's loss and ``ln(classes)``); the history up to it is kept and
+    ``TrainResult.divergence`` says where. Labels outside the model's classes are
+    rejected before the first update.
     """
     distributed.init_from_env()
     num_train = len(train_data)
@@ -192,6 +208,8 @@ def fit(model: nn.Module, train_data: TensorDataset, test_data: TensorDataset | 
         raise ConfigError(f"batch_size must be >= the number of workers {world}, got {config.batch_size}")
     device = next(model.parameters()).device
     inputs, targets = (t.to(device) for t in train_data.tensors)
+    num_classes = output_classes(model, inputs)
+    check_labels(targets, num_classes, "training labels")
     parallel = distributed.wrap(model)
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
@@ -244,8 +262,12 @@ def fit(model: nn.Module, train_data: TensorDataset, test_data: TensorDataset | 
             else:
                 loss, transform_cost = float(partial), _spent(input_transform)
             state.gradient_evaluations += state.batch_size + transform_cost
-            if not math.isfinite(loss):
+            if math.isnan(state.initial_loss):
+                state.initial_loss = loss
+            threshold = divergence_threshold(config.divergence_factor, state.initial_loss, num_classes)
+            if not math.isfinite(loss) or loss > threshold:
                 result.status = "diverged"
+                result.divergence = {"step": state.step, "loss": loss, "threshold": threshold}
                 break
             if config.clip_grad_norm is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
@@ -281,7 +303,7 @@ def fit(model: nn.Module, train_data: TensorDataset, test_data: TensorDataset | 
 
 
 _COUNTERS = ("epoch", "step", "samples_seen", "batch_size", "lr", "last_loss", "gradient_evaluations",
-             "previous_batch_size", "batch_changed_epoch", "wall_time_s")
+             "previous_batch_size", "batch_changed_epoch", "wall_time_s", "initial_loss")
 
 
 def _stateful(callbacks: Sequence[Callback], input_transform: Any, batch_size_schedule: Any) -> dict[str, Any]:
