@@ -32,6 +32,7 @@ OUTCOMES = ("reproduced", "partly reproduced", "not reproduced", "inconclusive")
 __all__ = [
     "Correlation", "Difference", "LogLawFit", "PowerLawFit", "Verdict", "all_verdicts", "batch_size_sweep",
     "closure_verdict", "combine_verdicts", "correlation_verdict", "difference", "distance_curve",
+    "diverged_note", "exclude_diverged",
     "fit_log_law", "fit_power_law", "improvement_verdict", "margin_verdict", "measure", "ratio_verdict",
     "records_frame",
     "seed_summary", "spearman",
@@ -77,12 +78,34 @@ def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
+def exclude_diverged(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The rows of runs that did not diverge, and how many diverged rows were left out.
+
+    A run is diverged when its ``status`` column says so (see ``train.fit``); a frame
+    without a ``status`` column is returned whole.
+    """
+    if "status" not in frame:
+        return frame, 0
+    diverged = frame["status"] == "diverged"
+    return frame[~diverged], int(diverged.sum())
+
+
+def diverged_note(frame: pd.DataFrame) -> str:
+    """A sentence for verdict texts and captions: how many runs diverged and were excluded
+    (empty when none did)."""
+    _, excluded = exclude_diverged(frame)
+    if excluded == 0:
+        return ""
+    return f"{excluded} of {len(frame)} runs diverged and are excluded from the means."
+
+
 def seed_summary(frame: pd.DataFrame, by: str | Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
     """Mean, standard deviation, standard error and count of ``metrics`` per group (over seeds).
 
     Columns are ``<metric>_mean``, ``<metric>_std`` (ddof 1), ``<metric>_sem``
     (std / sqrt(n)) and ``<metric>_n``; std and sem are NaN for a single value,
-    NaN values (diverged runs) are left out. Groups keep their order of first appearance.
+    NaN values are left out. Diverged runs (``status`` column) are left out of every
+    metric, and ``n_diverged`` counts them per group. Groups keep their order of first appearance.
     """
     by = [by] if isinstance(by, str) else list(by)
     missing = [m for m in [*by, *metrics] if m not in frame]
@@ -92,6 +115,9 @@ def seed_summary(frame: pd.DataFrame, by: str | Sequence[str], metrics: Sequence
     for key, group in frame.groupby(by, sort=False):
         key = key if isinstance(key, tuple) else (key,)
         row = dict(zip(by, key))
+        group, excluded = exclude_diverged(group)
+        if "status" in frame:
+            row["n_diverged"] = excluded
         for metric in metrics:
             values = pd.to_numeric(group[metric], errors="coerce").dropna()
             n = len(values)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from largebatch.evaluation import Data, eval_mode, iterate_batches, model_device
+from largebatch.evaluation import Data, check_finite, check_labels, eval_mode, iterate_batches, model_device
 
 __all__ = [
     "AdversarialTransform",
@@ -78,8 +78,13 @@ def _losses_and_grad(
     x = x.detach().requires_grad_(with_grad)
     with torch.set_grad_enabled(with_grad):
         logits = model(x)
+        if logits.ndim == 2:
+            check_labels(targets, logits.shape[1])
         losses = loss_fn(logits, targets, reduction="none")
         grad = torch.autograd.grad(losses.sum(), x)[0] if with_grad else None
+    if grad is not None and not bool(torch.isfinite(grad).all()):
+        raise FloatingPointError("non-finite input gradient (NaN or inf) of the attack's loss: "
+                                 "check the model's weights and the inputs")
     broken = logits.argmax(dim=1) != targets
     return losses.detach(), broken, grad
 
@@ -146,6 +151,7 @@ def fgsm(
     ``LinfFastGradientAttack``. ``eps == 0`` returns the inputs unchanged.
     """
     _check_eps(eps)
+    check_finite(inputs, "inputs")
     x0 = inputs.detach()
     if eps == 0:
         return x0.clone()
@@ -182,6 +188,7 @@ def pgd(
     ``eps == 0`` returns the inputs unchanged.
     """
     _check_pgd_args(eps, norm, steps, step_size, restarts)
+    check_finite(inputs, "inputs")
     x0 = inputs.detach()
     if eps == 0:
         return x0.clone()

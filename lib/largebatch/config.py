@@ -36,7 +36,7 @@ class RunConfig:
 
     # data
     dataset: str = "mnist1d"
-    num_samples: int = 5000  # MNIST-1D only: samples generated (train + test)
+    num_samples: int = 5000  # MNIST-1D only: samples generated (train + test), a multiple of 10
     data_root: str | None = None  # image data sets: folder of the files
     # model
     model: str = "mnist1d_cnn"
@@ -181,7 +181,9 @@ def _require(condition: bool, name: str, message: str, value: Any) -> None:
 def _check_values(c: RunConfig) -> None:
     _require(c.dataset in DATASETS, "dataset", f"must be one of {', '.join(DATASETS)}", c.dataset)
     _require(c.model in MODELS, "model", f"must be one of {', '.join(MODELS)}", c.model)
-    _require(c.num_samples >= 20, "num_samples", "must be >= 20", c.num_samples)
+    _require(c.num_samples >= 20 and (c.dataset != "mnist1d" or c.num_samples % 10 == 0), "num_samples",
+             "must be >= 20 and, for mnist1d, a multiple of 10 (10 classes of num_samples // 10)",
+             c.num_samples)
     _require(c.batch_size > 0, "batch_size", "must be a positive integer", c.batch_size)
     _require(c.micro_batch_size is None or c.micro_batch_size > 0, "micro_batch_size",
              "must be a positive integer or None", c.micro_batch_size)

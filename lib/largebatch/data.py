@@ -89,7 +89,9 @@ def load(
     """Load a data set by name.
 
     ``num_samples``, ``train_split`` and ``seed`` apply to MNIST-1D only (its
-    generator's arguments); the image sets have their standard splits.
+    generator's arguments); the image sets have their standard splits. MNIST-1D
+    makes ``num_samples // 10`` samples of each of its 10 classes, so ``num_samples``
+    must be a multiple of 10 (other values are rejected rather than silently rounded down).
     """
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; available: {', '.join(DATASETS)}")
@@ -119,8 +121,9 @@ def _bundle(name: str, x_train: torch.Tensor, y_train: torch.Tensor, x_test: tor
 @functools.lru_cache(maxsize=8)
 def _load_mnist1d(num_samples: int, train_split: float, seed: int) -> DataBundle:
     """Generate MNIST-1D (memoized per process: treat the returned tensors as read-only)."""
-    if not isinstance(num_samples, int) or num_samples < 20:
-        raise ValueError(f"num_samples must be an integer >= 20, got {num_samples!r}")
+    if not isinstance(num_samples, int) or num_samples < 20 or num_samples % 10:
+        raise ValueError(f"num_samples must be an integer >= 20 and a multiple of 10 (MNIST-1D makes "
+                         f"num_samples // 10 samples per class), got {num_samples!r}")
     if not 0.0 < train_split < 1.0:
         raise ValueError(f"train_split must be in (0, 1), got {train_split!r}")
     from mnist1d.data import get_dataset_args, make_dataset

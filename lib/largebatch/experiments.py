@@ -49,7 +49,7 @@ from largebatch.train import evaluate, fit
 SINGLE_BATCH_HESSIAN_SAMPLES = 8192  # up to this many training samples, Hessians use one batch
 
 __all__ = ["RunConfig", "ConfigError", "run", "sweep", "results", "load_model", "load_data",
-           "build_model", "validate", "default_cache_dir"]
+           "build_model", "validate", "default_cache_dir", "load_record", "run_dir", "parse_shard"]
 
 
 def default_cache_dir() -> Path:
@@ -300,17 +300,60 @@ def _load_train_state(folder: Path) -> dict[str, Any] | None:
         return None
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` (as in ``--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT``) as ``(I, N)``,
+    with ``0 <= I < N``."""
+    index, slash, count = str(text).partition("/")
+    if not (slash and index.strip().isdigit() and count.strip().isdigit()):
+        raise ValueError(f"shard must be I/N with integers 0 <= I < N (e.g. 0/4), got {text!r}")
+    shard = int(index), int(count)
+    _check_shard(shard)
+    return shard
+
+
+def _check_shard(shard: tuple[int, int]) -> None:
+    if not (isinstance(shard, tuple) and len(shard) == 2 and all(isinstance(v, int) for v in shard)
+            and 0 <= shard[0] < shard[1]):
+        raise ValueError(f"shard must be (I, N) with integers 0 <= I < N, got {shard!r}")
+
+
 def sweep(configs: Sequence[RunConfig], cache_dir: str | os.PathLike | None = None, *,
-          progress: bool = True) -> list[dict[str, Any]]:
-    """Run many configurations; finished ones are read from the cache, never recomputed."""
+          progress: bool = True, shard: tuple[int, int] | None = None, jobs: int = 1) -> list[dict[str, Any]]:
+    """Run many configurations; finished ones are read from the cache, never recomputed.
+
+    ``shard=(I, N)`` runs only this machine's part: configurations ``I, I+N, I+2N, ...``
+    of the list, so N machines sharing the cache folder cover it exactly once (the
+    per-run locks also make overlapping sweeps safe). ``jobs`` > 1 runs that many
+    local processes at once. Returns the records of the runs made here, in order.
+    """
     configs = list(configs)
     for config in configs:  # every configuration is checked before the first run starts
         if not isinstance(config, RunConfig):
             raise TypeError(f"sweep takes RunConfig objects, got {type(config).__name__}")
-    records = []
-    for config in tqdm(configs, desc="runs", unit="run", disable=not (progress and distributed.is_main())):
-        records.append(run(config, cache_dir, progress=progress))
-    return records
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
+    if shard is not None:
+        _check_shard(shard)
+        configs = configs[shard[0]::shard[1]]
+    if jobs > 1 and distributed.is_distributed():
+        raise ValueError("jobs > 1 cannot be combined with torchrun (each worker is one process already)")
+    bar = tqdm(total=len(configs), desc="runs", unit="run", disable=not (progress and distributed.is_main()))
+    with bar:
+        if jobs == 1:
+            records = []
+            for config in configs:
+                records.append(run(config, cache_dir, progress=progress))
+                bar.update(1)
+            return records
+        import concurrent.futures
+        import multiprocessing
+
+        cache = Path(cache_dir or default_cache_dir())
+        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(run, config, cache, progress=False) for config in configs]
+            for future in concurrent.futures.as_completed(futures):
+                bar.update(1)
+            return [future.result() for future in futures]
 
 
 def load_model(config: RunConfig, cache_dir: str | os.PathLike | None = None,
@@ -362,3 +405,9 @@ def results(records: Iterable[dict[str, Any]] | None = None,
 def history(record: dict[str, Any]) -> pd.DataFrame:
     """The per-epoch history of one run as a DataFrame."""
     return pd.DataFrame(record["history"])
+
+
+if __name__ == "__main__":  # python -m largebatch.experiments sweep|verify|gc ...
+    from largebatch.experiments_cli import main
+
+    raise SystemExit(main())

@@ -34,6 +34,7 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 from largebatch import distributed
+from largebatch.evaluation import check_labels
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 #: Progress hook of :func:`top_eigenvalues`: (products so far, current estimates).
@@ -276,7 +277,10 @@ class HessianOperator:
     def _gradient_graph(self, batch: Any) -> tuple[list[Tensor | None], int]:
         inputs, targets, n = _prepare(batch, self.device, self._cast)
         with _training_flags(self._model, self._eval_mode):
-            loss = _scalar_loss(self._loss_fn(_forward(self._model, inputs, self._eval_mode), targets))
+            logits = _forward(self._model, inputs, self._eval_mode)
+            if logits.ndim == 2:
+                check_labels(targets, logits.shape[-1])
+            loss = _scalar_loss(self._loss_fn(logits, targets))
         grads = torch.autograd.grad(loss, self._params, create_graph=True, allow_unused=True)
         return list(grads), n
 
@@ -295,6 +299,11 @@ class HessianOperator:
         """One batch's ``H_b V`` for the rows of ``block`` (s, dim), forward over reverse."""
         inputs, targets, n = _prepare(batch, self.device, self._cast)
         primals = tuple(p.detach() for p in self._params)
+
+        with torch.no_grad(), _training_flags(self._model, eval_mode=True):
+            logits = self._model(inputs[:1])
+            if logits.ndim == 2:
+                check_labels(targets, logits.shape[-1])
 
         def loss_of(*params: Tensor) -> Tensor:
             logits = functional_call(self._model, dict(zip(self.param_names, params)), (inputs,))
@@ -347,6 +356,11 @@ class HessianOperator:
         if self._sharded:  # a rank without samples contributes zero weight
             mean = distributed.weighted_mean(torch.zeros_like(block) if mean is None else mean, count)
         self.num_matvecs += block.shape[0]
+        if not bool(torch.isfinite(mean).all()):
+            raise FloatingPointError(
+                "non-finite Hessian-vector product (NaN or inf): the loss, its gradient or its "
+                "curvature is not finite at these weights and data; check the inputs and weights "
+                "for NaN/inf values")
         return mean
 
     def matvec(self, v: Tensor) -> Tensor:
@@ -371,6 +385,8 @@ class MatrixOperator:
         if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
             raise ValueError(f"matrix must be square, got shape {tuple(matrix.shape)}")
         scale = matrix.abs().max().clamp_min(1e-300)
+        if not bool(torch.isfinite(matrix).all()):
+            raise ValueError("matrix must be finite, got NaN or inf entries")
         if not torch.allclose(matrix, matrix.T, rtol=0, atol=1e-6 * float(scale)):
             raise ValueError("matrix must be symmetric")
         self.matrix = matrix
