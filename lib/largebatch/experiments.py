@@ -42,8 +42,8 @@ from tqdm.auto import tqdm
 from largebatch import __version__, data, distributed, models, run_cache
 from largebatch.callbacks import Callback
 from largebatch.config import ConfigError, RunConfig
-from largebatch.run_cache import (CHECKPOINT_FILE, RECORD_FILE, TRAIN_STATE_FILE, CorruptEntryError,
-                                  atomic_write_bytes)
+from largebatch.run_cache import (CHECKPOINT_FILE, RECORD_FILE, TRAIN_STATE_FILE,  # noqa: F401 (re-exported)
+                                  CorruptEntryError, atomic_write_bytes)
 from largebatch.train import evaluate, fit
 
 SINGLE_BATCH_HESSIAN_SAMPLES = 8192  # up to this many training samples, Hessians use one batch
@@ -273,9 +273,9 @@ def _train(config: RunConfig, bundle: data.DataBundle, folder: Path, device: tor
     }
     if distributed.is_main():
         checkpoint = run_cache.torch_bytes(model.state_dict())
-        atomic_write_bytes(folder / CHECKPOINT_FILE, checkpoint)
+        run_cache.atomic_write_bytes(folder / CHECKPOINT_FILE, checkpoint)
         record = run_cache.seal(record, run_cache.sha256_bytes(checkpoint))
-        atomic_write_bytes(folder / RECORD_FILE, json.dumps(record, indent=1, allow_nan=True).encode())
+        run_cache.atomic_write_bytes(folder / RECORD_FILE, json.dumps(record, indent=1, allow_nan=True).encode())
         (folder / TRAIN_STATE_FILE).unlink(missing_ok=True)
     return record
 
