@@ -304,11 +304,9 @@ def parse_shard(text: str) -> tuple[int, int]:
     """``"I/N"`` (as in ``--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT``) as ``(I, N)``,
     with ``0 <= I < N``."""
     index, slash, count = str(text).partition("/")
-    if not (slash and index.strip().isdigit() and count.strip().isdigit()):
+    if not (slash and index.strip().isdigit() and count.strip().isdigit() and int(index) < int(count)):
         raise ValueError(f"shard must be I/N with integers 0 <= I < N (e.g. 0/4), got {text!r}")
-    shard = int(index), int(count)
-    _check_shard(shard)
-    return shard
+    return int(index), int(count)
 
 
 def _check_shard(shard: tuple[int, int]) -> None:

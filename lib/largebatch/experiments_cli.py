@@ -63,12 +63,19 @@ def load_configs(path: str | Path) -> list[RunConfig]:
     return configs
 
 
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        return experiments.parse_shard(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m largebatch.experiments", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     sweep = commands.add_parser("sweep", help="run the configurations of a sweep file")
     sweep.add_argument("file", type=Path, help="JSON or YAML file: a list of configurations or base + grid")
-    sweep.add_argument("--shard", type=experiments.parse_shard, default=None, metavar="I/N",
+    sweep.add_argument("--shard", type=_shard, default=None, metavar="I/N",
                        help="run only part I of N (0 <= I < N), e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT")
     sweep.add_argument("--jobs", type=int, default=1, help="local processes (default 1)")
     verify = commands.add_parser("verify", help="list cache files that fail to parse or verify")

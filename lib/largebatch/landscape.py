@@ -88,7 +88,12 @@ def interpolate(
     """
     if alphas is None:
         alphas = torch.arange(-10, 21, dtype=torch.float64) / 10
+    if len(alphas) == 0 or not data_by_split:
+        raise ValueError("alphas and data_by_split must not be empty")
     state_a, state_b = model_a.state_dict(), model_b.state_dict()
+    mismatched = [k for k in state_a if k in state_b and state_a[k].shape != state_b[k].shape]
+    if mismatched:
+        raise ValueError(f"model_a and model_b must be the same network; the shapes of {mismatched} differ")
     probe = copy.deepcopy(model_a)
     rows = []
     for alpha in (float(a) for a in alphas):
@@ -292,6 +297,12 @@ def keskar_sharpness(
     included), so the value is a lower bound on the exact one. Weights, gradients and mode are
     restored afterwards.
     """
+    if not (isinstance(eps, (int, float)) and np.isfinite(eps) and eps > 0):
+        raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
+    if subspace_dim is not None and not (isinstance(subspace_dim, int) and subspace_dim >= 1):
+        raise ValueError(f"subspace_dim must be an integer >= 1 or None (the full space), got {subspace_dim!r}")
+    if not (isinstance(max_iter, int) and max_iter >= 1):
+        raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
     params = list(_trainable(model).values())
     x = torch.cat([p.detach().reshape(-1) for p in params])
     generator = torch.Generator().manual_seed(seed)
