@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 
-from largebatch import experiments, hessian
+from largebatch import experiments, hessian, run_cache
 from largebatch.absa import (AdaptiveRule, BatchGrowthSchedule, EigenvalueController, NoiseScaleController,
                              build_controller)
 from largebatch.attacks import AdversarialTransform
@@ -219,7 +219,7 @@ def test_resume_mid_schedule_is_bit_for_bit(config, tmp_path, monkeypatch):
         experiments.run(config, tmp_path / "cut", progress=False)
     saved = tmp_path / "cut" / config.key() / experiments.TRAIN_STATE_FILE
     assert saved.exists() and not (tmp_path / "cut" / config.key() / experiments.RECORD_FILE).exists()
-    assert torch.load(saved, weights_only=True)["counters"]["epoch"] == 2
+    assert run_cache.read_checked(saved)["counters"]["epoch"] == 2
     monkeypatch.setattr(experiments, "_callbacks", original)
     resumed = experiments.run(config, tmp_path / "cut", progress=False)
     assert not saved.exists()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from largebatch import experiments, run_cache
+from largebatch import experiments, experiments_cli, run_cache
 from largebatch.config import RunConfig
 
 TINY = RunConfig(num_samples=200, model="mnist1d_mlp", model_options={"width": 8}, batch_size=32,
@@ -149,3 +149,15 @@ def test_local_jobs_give_the_records_of_a_serial_sweep(tmp_path):
     for a, b in zip(parallel, serial):
         assert a["key"] == b["key"] and a["history"] == b["history"] and a["final"] == b["final"]
         assert a["checksums"]["model.pt"] == b["checksums"]["model.pt"]
+
+
+def test_a_sweep_file_names_a_list_or_a_grid(tmp_path):
+    listed_file = tmp_path / "listed.json"
+    listed_file.write_text(json.dumps([TINY.to_dict(), {"batch_size": 64}]))
+    listed = experiments_cli.load_configs(listed_file)
+    assert listed == [TINY, RunConfig(batch_size=64)]
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("base: {model: mnist1d_mlp, epochs: 1}\ngrid: {batch_size: [32, 64], seed: [0, 1, 2]}\n")
+    configs = experiments_cli.load_configs(grid)
+    assert [(c.batch_size, c.seed) for c in configs] == [(b, s) for b in (32, 64) for s in (0, 1, 2)]
+    assert {(c.model, c.epochs) for c in configs} == {("mnist1d_mlp", 1)}

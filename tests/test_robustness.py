@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from largebatch import attacks, experiments, robustness
+from largebatch import attacks, experiments, robustness, run_cache
 from largebatch.config import ConfigError, RunConfig
 
 TINY = RunConfig(num_samples=200, model="mnist1d_mlp", model_options={"width": 8}, batch_size=32,
@@ -132,7 +132,7 @@ def test_robustness_table_needs_finished_runs_and_skips_diverged_ones(cache, tmp
     path = experiments.run_dir(TINY, folder) / experiments.RECORD_FILE
     record = json.loads(path.read_text())
     record["status"] = "diverged"
-    path.write_text(json.dumps(record))
+    path.write_text(json.dumps(run_cache.seal(record, record["checksums"]["model.pt"])))  # a valid record
     table = robustness.robustness_table([TINY], EPSILONS, cache_dir=folder)
     assert table["robust_accuracy"].isna().all() and (table["status"] == "diverged").all()
     assert not (experiments.run_dir(TINY, folder) / "robust").exists()

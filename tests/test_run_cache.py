@@ -221,3 +221,9 @@ def test_verify_lists_bad_entries_and_gc_removes_orphans(cache, capsys):
     assert (cache / "_quarantine" / other.name).exists()
     assert experiments_cli.main(["verify", "--cache", str(cache)]) == 0
     assert experiments.load_model(TINY, cache) is not None  # the finished run survived every step
+
+
+def test_results_leave_out_a_bad_record_and_name_it(cache):
+    (cache / TINY.key() / "record.json").write_text("{")
+    with pytest.warns(CacheWarning, match="record.json: not valid JSON"):
+        assert experiments.results(cache_dir=cache).empty

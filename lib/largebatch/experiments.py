@@ -30,6 +30,7 @@ import json
 import os
 import subprocess
 import time
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -386,12 +387,19 @@ def results(records: Iterable[dict[str, Any]] | None = None,
             cache_dir: str | os.PathLike | None = None) -> pd.DataFrame:
     """One row per run: its configuration fields, status, final metrics and wall time.
 
-    With no ``records``, every record found in the cache folder is loaded.
+    With no ``records``, every record found in the cache folder is loaded (one that fails
+    verification is left out with a :class:`run_cache.CacheWarning` naming it).
     """
     if records is None:
         folder = Path(cache_dir or default_cache_dir())
-        records = [record for p in sorted(folder.glob(f"*/{RECORD_FILE}"))
-                   if (record := run_cache.read_record(p.parent)) is not None]
+        records = []
+        for path in sorted(folder.glob(f"*/{RECORD_FILE}")):
+            record, problems = run_cache.check_record(path.parent)
+            for problem in problems:
+                warnings.warn(f"{problem}; left out of the table (`python -m largebatch.experiments verify "
+                              "--repair` moves it aside)", run_cache.CacheWarning, stacklevel=2)
+            if record is not None:
+                records.append(record)
     rows = []
     for record in records:
         row = {"key": record["key"], **record["config"], "status": record["status"],
