@@ -72,17 +72,21 @@ def _check_pgd_args(
 
 
 def _losses_and_grad(
-    model: nn.Module, x: Tensor, targets: Tensor, loss_fn: LossFn, with_grad: bool
+    model: nn.Module, x: Tensor, targets: Tensor, loss_fn: LossFn, with_grad: bool, check: bool = False
 ) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Per-sample losses, per-sample misclassification and (optionally) d loss / d x."""
+    """Per-sample losses, per-sample misclassification and (optionally) d loss / d x.
+
+    ``check`` (the first call of an attack) rejects labels outside the model's classes
+    and a non-finite input gradient, naming them.
+    """
     x = x.detach().requires_grad_(with_grad)
     with torch.set_grad_enabled(with_grad):
         logits = model(x)
-        if logits.ndim == 2:
+        if check and logits.ndim == 2:
             check_labels(targets, logits.shape[1])
         losses = loss_fn(logits, targets, reduction="none")
         grad = torch.autograd.grad(losses.sum(), x)[0] if with_grad else None
-    if grad is not None and not bool(torch.isfinite(grad).all()):
+    if check and grad is not None and not bool(torch.isfinite(grad).all()):
         raise FloatingPointError("non-finite input gradient (NaN or inf) of the attack's loss: "
                                  "check the model's weights and the inputs")
     broken = logits.argmax(dim=1) != targets
@@ -156,7 +160,7 @@ def fgsm(
     if eps == 0:
         return x0.clone()
     with eval_mode(model):
-        _, _, grad = _losses_and_grad(model, x0, targets, loss_fn, with_grad=True)
+        _, _, grad = _losses_and_grad(model, x0, targets, loss_fn, with_grad=True, check=True)
     return _project(x0 + eps * grad.sign(), x0, eps, "inf", clip)
 
 
@@ -197,12 +201,12 @@ def pgd(
     best_broken = torch.zeros(len(x0), dtype=torch.bool, device=x0.device)
     best_loss = torch.full((len(x0),), -torch.inf, dtype=x0.dtype, device=x0.device)
     with eval_mode(model):
-        for _ in range(restarts):
+        for restart in range(restarts):
             x = _random_start(x0, eps, norm, clip, generator) if random_start else x0
             for t in range(steps + 1):
                 last = t == steps
                 losses, broken, grad = _losses_and_grad(
-                    model, x, targets, loss_fn, with_grad=not last
+                    model, x, targets, loss_fn, with_grad=not last, check=restart == 0 and t == 0
                 )
                 better = (broken & ~best_broken) | ((broken == best_broken) & (losses > best_loss))
                 best[better] = x[better]
