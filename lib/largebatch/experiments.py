@@ -366,21 +366,31 @@ def load_model(config: RunConfig, cache_dir: str | os.PathLike | None = None,
     """
     folder = run_dir(config, cache_dir)
     path = folder / CHECKPOINT_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint for this configuration at {path}; call run(config) first")
+    for needed in (folder / RECORD_FILE, path):  # a checkpoint without a record is an unfinished run
+        if not needed.exists():
+            raise FileNotFoundError(f"no finished run for this configuration: {needed} is missing; "
+                                    "call run(config) first")
     model = build_model(config, load_data(config))
-    with run_cache.run_lock(folder):
-        try:
-            problems = run_cache.check_record(folder)[1]
-            if problems:
-                raise CorruptEntryError(problems[0])
-            state = run_cache.read_checked(path)
-        except CorruptEntryError as error:
-            run_cache.quarantine_entry(folder, error.problem)
-            raise CorruptEntryError(error.problem, f"; the entry was moved to "
-                                    f"{folder.parent / run_cache.QUARANTINE_DIR}; run(config) recomputes it") from None
+    try:
+        state = _verified_checkpoint(folder)
+    except CorruptEntryError:
+        with run_cache.run_lock(folder):  # check again: another process may have replaced the entry
+            try:
+                state = _verified_checkpoint(folder)
+            except CorruptEntryError as error:
+                run_cache.quarantine_entry(folder, error.problem)
+                raise CorruptEntryError(error.problem, f"; the entry was moved to "
+                                        f"{folder.parent / run_cache.QUARANTINE_DIR}; run(config) recomputes it") from None
     model.load_state_dict(state)
     return model.to(device or "cpu").eval()
+
+
+def _verified_checkpoint(folder: Path) -> dict[str, Any]:
+    """The checkpoint's state dict, after checking it against its record's checksum."""
+    problems = run_cache.check_record(folder)[1]
+    if problems:
+        raise CorruptEntryError(problems[0])
+    return run_cache.read_checked(folder / CHECKPOINT_FILE)
 
 
 def results(records: Iterable[dict[str, Any]] | None = None,
