@@ -6,6 +6,7 @@ import os
 import shutil
 
 import pytest
+import torch
 
 from largebatch import experiments, experiments_cli, run_cache
 from largebatch.config import RunConfig
@@ -227,3 +228,33 @@ def test_results_leave_out_a_bad_record_and_name_it(cache):
     (cache / TINY.key() / "record.json").write_text("{")
     with pytest.warns(CacheWarning, match="record.json: not valid JSON"):
         assert experiments.results(cache_dir=cache).empty
+
+
+def test_a_damaged_measurement_is_quarantined_and_measured_again(cache):
+    from largebatch import analysis
+
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"value": torch.tensor([1.5, 2.5])}
+
+    first = analysis.measure(TINY, "thing", compute, cache)
+    path = cache / TINY.key() / "measurements" / "thing.pt"
+    flip_byte(path)
+    with pytest.warns(CacheWarning, match="thing.pt: checksum mismatch"):
+        again = analysis.measure(TINY, "thing", compute, cache)
+    assert len(calls) == 2 and torch.equal(again["value"], first["value"])
+    moved = [p.name for p in (cache / "_quarantine" / TINY.key() / "measurements").iterdir()]
+    assert sorted(name.split("-", 1)[1] for name in moved) == ["thing.pt", "thing.pt.why"]
+
+
+def test_a_bad_entry_takes_its_measurements_to_quarantine(cache):
+    from largebatch import analysis
+
+    analysis.measure(TINY, "thing", lambda: 1.0, cache)
+    truncate(cache / TINY.key() / "record.json")
+    with pytest.warns(CacheWarning):
+        experiments.run(TINY, cache, progress=False)
+    assert "measurements" in quarantined(cache)
+    assert not (cache / TINY.key() / "measurements").exists()

@@ -22,9 +22,8 @@ from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
-from largebatch import experiments
+from largebatch import experiments, run_cache
 from largebatch.config import RunConfig
 
 OUTCOMES = ("reproduced", "partly reproduced", "not reproduced", "inconclusive")
@@ -422,22 +421,22 @@ def measure(config: RunConfig, name: str, compute: Callable[[], Any],
 
     ``name`` must say everything the result depends on besides the run (e.g.
     ``"keskar_eps0.001_iter10"``). Results are saved with ``torch.save`` (tensors,
-    numbers, strings, lists and dicts of them) and read back with
-    ``weights_only=True``; the file is written atomically, so an interrupted
-    measurement is simply recomputed.
+    numbers, strings, lists and dicts of them) behind a checksum and read back with
+    ``weights_only=True`` (:func:`run_cache.write_checked`); the file is written
+    atomically, so an interrupted measurement is simply recomputed, and a damaged one
+    is moved to the cache's quarantine folder and recomputed.
     """
     if not name or any(c in name for c in "/\\") or name.startswith("."):
         raise ValueError(f"measurement name must be a plain file name, got {name!r}")
     folder = experiments.run_dir(config, cache_dir)
     if not (folder / experiments.RECORD_FILE).exists():
         raise FileNotFoundError(f"no finished run at {folder}; call experiments.run(config) first")
-    path = folder / "measurements" / f"{name}.pt"
+    path = folder / run_cache.MEASUREMENTS_DIR / f"{name}.pt"
     if path.exists():
-        return torch.load(path, weights_only=True)
+        try:
+            return run_cache.read_checked(path)
+        except run_cache.CorruptEntryError as error:  # moved aside and measured again
+            run_cache.quarantine(error.problem, folder.parent)
     value = compute()
-    import io
-
-    buffer = io.BytesIO()
-    torch.save(value, buffer)
-    experiments.atomic_write_bytes(path, buffer.getvalue())
+    run_cache.write_checked(path, value)
     return value

@@ -52,6 +52,7 @@ RECORD_FILE = "record.json"
 CHECKPOINT_FILE = "model.pt"
 TRAIN_STATE_FILE = "train_state.pt"
 LOCK_FILE = "run.lock"
+MEASUREMENTS_DIR = "measurements"  # analysis.measure's results, derived from the finished run
 QUARANTINE_DIR = "_quarantine"
 RECORD_FIELDS = ("key", "config", "status", "history", "final")
 _TEMPORARY = re.compile(r"^\.(?P<target>.+)\.[A-Za-z0-9_]{8}$")  # tempfile.mkstemp(prefix=".<target>.")
@@ -198,10 +199,12 @@ def check_record(folder: Path) -> tuple[dict[str, Any] | None, list[Problem]]:
 
 
 def quarantine(problem: Problem, cache_dir: Path) -> Path:
-    """Move a bad file to ``<cache>/_quarantine/<key>/`` with a ``.why`` note; warn; return
-    where it went. Nothing is deleted."""
+    """Move a bad file (or folder) under ``cache_dir`` to the same place under
+    ``<cache>/_quarantine/``, named with the time, with a ``.why`` note beside it; warn;
+    return where it went. Nothing is deleted."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-    target = cache_dir / QUARANTINE_DIR / problem.path.parent.name / f"{stamp}-{problem.path.name}"
+    where = problem.path.parent.relative_to(cache_dir)  # <key> or <key>/measurements
+    target = cache_dir / QUARANTINE_DIR / where / f"{stamp}-{problem.path.name}"
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(problem.path, target)
     target.with_name(target.name + ".why").write_text(f"{problem}\n")
@@ -222,9 +225,9 @@ def read_record(folder: Path, *, repair: bool = False) -> dict[str, Any] | None:
 
 
 def quarantine_entry(folder: Path, problem: Problem) -> None:
-    """Move a finished run's record and checkpoint (both, since one is useless without the
-    other) to quarantine because of ``problem``."""
-    for name in (RECORD_FILE, CHECKPOINT_FILE):
+    """Move a finished run's record, checkpoint and measurements (all of it: one is useless
+    or stale without the others) to quarantine because of ``problem``."""
+    for name in (RECORD_FILE, CHECKPOINT_FILE, MEASUREMENTS_DIR):
         path = folder / name
         if path.exists():
             quarantine(problem if path == problem.path else
@@ -322,7 +325,7 @@ class VerifyReport:
 
 
 def verify(cache_dir: Path, *, repair: bool = False) -> VerifyReport:
-    """Check every entry of the cache (records, checkpoints, training states).
+    """Check every entry of the cache (records, checkpoints, training states, measurements).
 
     With ``repair=True`` bad files are moved to quarantine (each under its run's lock;
     entries whose lock is held by a running process are checked but left alone).
@@ -331,12 +334,12 @@ def verify(cache_dir: Path, *, repair: bool = False) -> VerifyReport:
     finished = unsealed = 0
     for folder in _entries(cache_dir):
         record, found = check_record(folder)
-        state = folder / TRAIN_STATE_FILE
-        if state.exists():
-            try:
-                read_checked(state)
-            except CorruptEntryError as error:
-                found.append(error.problem)
+        for path in [folder / TRAIN_STATE_FILE, *sorted((folder / MEASUREMENTS_DIR).glob("*.pt"))]:
+            if path.exists():
+                try:
+                    read_checked(path)
+                except CorruptEntryError as error:
+                    found.append(error.problem)
         finished += record is not None
         unsealed += record is not None and "checksums" not in record
         problems += found
