@@ -35,6 +35,7 @@ import fcntl
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import socket
@@ -55,11 +56,13 @@ LOCK_FILE = "run.lock"
 MEASUREMENTS_DIR = "measurements"  # analysis.measure's results, derived from the finished run
 QUARANTINE_DIR = "_quarantine"
 RECORD_FIELDS = ("key", "config", "status", "history", "final")
-_TEMPORARY = re.compile(r"^\.(?P<target>.+)\.[A-Za-z0-9_]{8}$")  # tempfile.mkstemp(prefix=".<target>.")
+_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}$")  # tempfile.mkstemp(prefix=".<target>.")
 _HEADER = b"sha256:"
+_log = logging.getLogger(__name__)
 
-__all__ = ["CacheWarning", "CorruptEntryError", "Problem", "atomic_write_bytes", "gc", "quarantine",
-           "quarantine_entry", "read_checked", "read_record", "run_lock", "seal", "sha256_file", "verify", "write_checked"]
+__all__ = ["CacheWarning", "CorruptEntryError", "Problem", "VerifyReport", "atomic_write_bytes", "check_record",
+           "gc", "quarantine", "quarantine_entry", "read_checked", "read_record", "run_lock", "seal", "sha256_bytes",
+           "sha256_file", "torch_bytes", "verify", "write_checked"]
 
 
 class CacheWarning(UserWarning):
@@ -104,6 +107,7 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
 
 
 def sha256_bytes(payload: bytes) -> str:
+    """Hex SHA-256 of bytes."""
     return hashlib.sha256(payload).hexdigest()
 
 
@@ -129,8 +133,10 @@ def _content_digest(record: dict[str, Any]) -> str:
 
 
 def seal(record: dict[str, Any], checkpoint_sha256: str) -> dict[str, Any]:
-    """``record`` with ``checksums``: SHA-256 of its content and of its checkpoint file."""
-    content = {name: value for name, value in record.items() if name != "checksums"}
+    """``record`` as JSON reads it back (tuples become lists...) with ``checksums``: SHA-256
+    of its content and of its checkpoint file."""
+    content = json.loads(json.dumps({name: value for name, value in record.items() if name != "checksums"},
+                                    allow_nan=True))
     return {**content, "checksums": {"record": _content_digest(content), CHECKPOINT_FILE: checkpoint_sha256}}
 
 
@@ -281,7 +287,11 @@ def run_lock(folder: Path, *, poll_s: float = 0.1, timeout_s: float | None = Non
     """
     folder.mkdir(parents=True, exist_ok=True)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    waited = False
     while (handle := _acquire(folder)) is None:
+        if not waited:
+            _log.info("waiting for %s, held by %s", folder / LOCK_FILE, _holder(folder / LOCK_FILE))
+            waited = True
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"{folder / LOCK_FILE} is still held by {_holder(folder / LOCK_FILE)} "
                                f"after {timeout_s} s")
