@@ -18,6 +18,14 @@ worker trains its shard of each batch, the Hessian metrics use every worker's
 part of the training set, and only rank 0 writes the record (whose ``workers``
 field says how many ran it) and the checkpoints.
 
+Every record carries checksums of its content and of its checkpoint; a run folder
+is locked while it trains, so concurrent processes (and machines sharing the folder)
+never train one configuration twice; a damaged entry is moved to quarantine and
+recomputed (see :mod:`largebatch.run_cache`). ``sweep(..., shard=(I, N), jobs=J)``
+splits a sweep across machines and local processes; ``python -m
+largebatch.experiments sweep|verify|gc`` is the command line
+(:mod:`largebatch.experiments_cli`).
+
 The cache folder is ``$LARGEBATCH_CACHE_DIR`` if set, else ``.cache/runs`` at
 the root of the project checkout (found from the working directory), else
 ``~/.cache/largebatch/runs``.
