@@ -60,7 +60,7 @@ target_train_loss: float = 0.1  # loss-threshold rule: stop once the full traini
 max_epochs: int = 1500  # loss-threshold rule: epoch budget; runs that miss the target are reported
 lr: float = 0.05  # learning rate, the same for every batch size (no scaling rule)
 momentum: float = 0.9  # SGD momentum
-seeds: list[int] = [0, 1]  # seeds of initialization and data order (one run per batch size and seed)
+seeds: list[int] = [0, 1, 2]  # seeds of initialization and data order (one run per batch size and seed)
 eval_every: int = 5  # epochs between evaluations; the loss threshold is checked at these
 hessian_top_k: int = 3  # top Hessian eigenvalues per run (Lanczos, full training set)
 hessian_tol: float = 1e-3  # relative tolerance of the eigenvalue solver
@@ -195,6 +195,7 @@ plots.legend_below(figure)
 plots.save_figure(figure, "sharp_minima_accuracy")
 
 # %% [markdown]
+# (fig-a1)=
 # ## Curvature against batch size (A1)
 #
 # The largest eigenvalue and the trace of the Hessian of the mean training loss over the
@@ -208,6 +209,7 @@ plots.legend_below(figure, ncol=2)
 plots.save_figure(figure, "sharp_minima_hessian")
 
 # %% [markdown]
+# (fig-e1)=
 # ## Keskar sharpness against batch size (E1)
 #
 # $100\,(\max_{|y_i| \le \epsilon(|x_i|+1)} f(x+y) - f(x)) / (1 + f(x))$ in the full
@@ -338,6 +340,7 @@ negative_mass = {side: float((d["weights"] * (d["nodes"] < -0.01 * finals[side][
                              .sum(dim=1).mean()) for side, d in densities.items()}
 
 # %% [markdown]
+# (fig-a5)=
 # ## Negative curvature (A5)
 #
 # For the network compared in detail every run of the loss-threshold rule also records the
@@ -372,12 +375,9 @@ saddle_summary[["batch_size", "hessian_smallest_eigenvalue_mean", "hessian_top_e
 
 # %%
 def setting_verdicts(claim, column, quantity):
-    verdicts = []
-    for (name, rule), group in usable.groupby(["model", "rule"], sort=False):
-        verdict = analysis.correlation_verdict(f"{claim} ({name}, {rule})", group["batch_size"], group[column],
-                                               quantity=quantity)
-        verdicts.append(verdict)
-    return verdicts
+    return [analysis.correlation_verdict(claim, group["batch_size"], group[column],
+                                         quantity=quantity, setting=f"{name}, {rule}")
+            for (name, rule), group in usable.groupby(["model", "rule"], sort=False)]
 
 
 a1_settings = setting_verdicts("A1", "hessian_top_eigenvalue", "top Hessian eigenvalue")
@@ -386,15 +386,19 @@ a1 = analysis.combine_verdicts("A1", a1_settings)
 e1 = analysis.combine_verdicts("E1", e1_settings)
 
 largest = saddles[saddles["batch_size"] == batch_sizes[-1]]
-a5_criterion = "|smallest eigenvalue| <= 0.1 x top eigenvalue for every largest-batch run at the loss threshold"
+a5_criterion = ("|smallest eigenvalue| <= 0.1 x top eigenvalue for every largest-batch run "
+                "at the loss threshold")
 if largest.empty:
-    a5 = analysis.Verdict("A5", "inconclusive", a5_criterion, "no largest-batch run reached the loss threshold")
+    a5 = analysis.Verdict("A5", "inconclusive", a5_criterion,
+                          "no largest-batch run reached the loss threshold")
 else:
     worst = float(largest["negative_ratio"].max())
-    a5 = analysis.Verdict("A5", "reproduced" if worst <= 0.1 else "not reproduced", a5_criterion,
-                          f"largest ratio {worst:.2g} over {len(largest)} runs")
-verdicts = pd.DataFrame([v.as_row() for v in [*a1_settings, *e1_settings, a5]])
-verdicts
+    a5 = analysis.Verdict("A5", "reproduced" if worst <= 0.1 else analysis.NOT_REPRODUCED,
+                          a5_criterion, f"largest ratio {worst:.2g} over {len(largest)} runs",
+                          value=worst, measured="largest |smallest| / top eigenvalue")
+
+# %%
+analysis.record_verdicts("02_sharp_minima", [*a1_settings, a1, *e1_settings, e1, a5], seeds)
 
 # %% tags=["remove-input"]
 def mean_at(frame, rule, name, batch, column):
@@ -404,7 +408,7 @@ def mean_at(frame, rule, name, batch, column):
 
 def rho_of(verdicts_list, name, rule):
     for verdict in verdicts_list:
-        if verdict.claim.endswith(f"({name}, {RULES[rule]})"):
+        if verdict.setting == f"{name}, {RULES[rule]}":
             return verdict.evidence
     return "no usable runs"
 

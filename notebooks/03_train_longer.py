@@ -138,6 +138,7 @@ ratio_records = {rule: {c.batch_size: experiments.sweep(with_seeds(c)) for c in 
                  for rule, group in ratio_configs.items()}
 
 # %% [markdown]
+# (fig-b1)=
 # ## Distance from initialization (B1)
 #
 # $\|w_t - w_0\|$ against the number of updates on a log axis, averaged over seeds, for the
@@ -182,6 +183,7 @@ fit_table = pd.DataFrame(fit_rows)
 fit_table.round(3)
 
 # %% [markdown]
+# (fig-gap)=
 # ## Closing the gap (B2, B3, B4)
 #
 # Hoffer et al.'s table for this setting: each row adds one change to the row above it.
@@ -225,6 +227,7 @@ figure = plots.rows_with_error_bars(row_summary, "row", {"test_accuracy": "test 
 plots.save_figure(figure, "train_longer_table")
 
 # %% [markdown]
+# (fig-lr-over-b)=
 # ## Learning rate / batch size (Jastrzebski et al.)
 #
 # The same network at every batch size with a fixed learning rate (the ratio lr/B falls as
@@ -265,33 +268,40 @@ ratio_summary[["lr rule", "batch_size", "test_accuracy_mean", "test_accuracy_sem
 #   than two standard errors.
 # * **B4**: the $\sqrt{B/B_0}$ learning rate (with clipping) raises the test accuracy over "no
 #   fix" by more than two standard errors.
-# * **Jastrzebski et al.**: the top eigenvalue falls as lr/B rises: Spearman rho between B/lr
+# * **J1** (Jastrzebski et al.): the top eigenvalue falls as lr/B rises: Spearman rho between B/lr
 #   and the top eigenvalue, over all non-diverged runs of the ratio study, at least 0.5 with
 #   p < 0.05.
+#
+# Diverged runs are left out of every mean and counted in the verdicts' evidence.
 
 # %%
-def accuracies(label):
-    return rows.loc[rows["row"] == label, "test_accuracy"].dropna().to_numpy()
+def accuracies(label):  # diverged runs are NaN: the verdicts leave them out and count them
+    return rows.loc[rows["row"] == label, "test_accuracy"].to_numpy()
 
 
-fixed_lr_fits = fit_table[fit_table["batch size"].isin(batch_sizes) & ~fit_table["run"].str.contains("regime")]
+fixed_lr_fits = fit_table[fit_table["batch size"].isin(batch_sizes)
+                          & ~fit_table["run"].str.contains("regime")]
 b1_criterion = "log-law R2 >= 0.95 and power-law exponent < 0.5 for every fixed-lr batch size"
 if "R2 (log law)" not in fixed_lr_fits or fixed_lr_fits["R2 (log law)"].isna().any():
     b1 = analysis.Verdict("B1", "inconclusive", b1_criterion, "a fit window holds fewer than 3 points")
 else:
     worst_r2 = float(fixed_lr_fits["R2 (log law)"].min())
     largest_exponent = float(fixed_lr_fits["exponent (power law)"].max())
-    b1 = analysis.Verdict("B1", "reproduced" if worst_r2 >= 0.95 and largest_exponent < 0.5 else "not reproduced",
-                          b1_criterion, f"lowest R2 {worst_r2:.3f}, largest exponent {largest_exponent:.2f}")
+    b1_holds = worst_r2 >= 0.95 and largest_exponent < 0.5
+    b1 = analysis.Verdict("B1", "reproduced" if b1_holds else analysis.NOT_REPRODUCED, b1_criterion,
+                          f"lowest R2 {worst_r2:.3f}, largest exponent {largest_exponent:.2f}",
+                          value=worst_r2, measured="lowest log-law R2")
 labels = list(ROWS)
-b2 = analysis.closure_verdict("B2", accuracies(labels[0]), accuracies(labels[1]), accuracies(labels[4]))
+b2 = analysis.closure_verdict("B2", accuracies(labels[0]), accuracies(labels[1]),
+                              accuracies(labels[4]))
 b3 = analysis.improvement_verdict("B3", accuracies(labels[3]), accuracies(labels[2]))
 b4 = analysis.improvement_verdict("B4", accuracies(labels[2]), accuracies(labels[1]))
-jastrzebski = analysis.correlation_verdict("lr/B (Jastrzebski)", 1 / ratio_ok["lr_over_batch"],
-                                           ratio_ok["hessian_top_eigenvalue"], quantity="top Hessian eigenvalue",
-                                           against="B / lr")
-verdicts = pd.DataFrame([v.as_row() for v in (b1, b2, b3, b4, jastrzebski)])
-verdicts
+jastrzebski = analysis.correlation_verdict(
+    "J1", 1 / ratio_runs["lr_over_batch"], ratio_runs["hessian_top_eigenvalue"],
+    quantity="top Hessian eigenvalue", against="B / lr")
+
+# %%
+analysis.record_verdicts("03_train_longer", [b1, b2, b3, b4, jastrzebski], seeds)
 
 # %% tags=["remove-input"]
 def row_mean(label, column):

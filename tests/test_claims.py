@@ -67,10 +67,13 @@ def test_record_verdicts_rejects_claims_of_other_chapters_and_missing_overall(tm
     assert not list(tmp_path.iterdir())
 
 
-def test_profile_defaults_to_custom(tmp_path, monkeypatch):
+def test_profile_defaults_to_custom_and_too_few_seeds_give_no_verdict(tmp_path, monkeypatch):
     monkeypatch.delenv("LARGEBATCH_PROFILE", raising=False)
-    analysis.record_verdicts("02_sharp_minima", _verdicts(), [0], tmp_path)
-    assert json.loads((tmp_path / "02_sharp_minima.verdicts.json").read_text())["profile"] == "custom"
+    analysis.record_verdicts("02_sharp_minima", _verdicts(), [0, 1], tmp_path)
+    content = json.loads((tmp_path / "02_sharp_minima.verdicts.json").read_text())
+    assert content["profile"] == "custom"
+    assert {r["outcome"] for r in content["verdicts"]} == {"inconclusive"}
+    assert content["verdicts"][0]["evidence"] == "rho = 0.9 (only 2 seeds; a verdict needs 3)"
 
 
 def test_summary_table_from_verdict_files(tmp_path):

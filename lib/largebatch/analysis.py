@@ -35,10 +35,11 @@ from largebatch import claims, experiments
 from largebatch.config import RunConfig
 
 NOT_REPRODUCED = "not reproduced at this scale"
+MIN_SEEDS = 3  # a verdict resting on fewer seeds is recorded as inconclusive
 OUTCOMES = ("reproduced", "partly reproduced", NOT_REPRODUCED, "inconclusive")
 
 __all__ = [
-    "NOT_REPRODUCED", "OUTCOMES", "Correlation", "Difference", "LogLawFit", "PowerLawFit",
+    "MIN_SEEDS", "NOT_REPRODUCED", "OUTCOMES", "Correlation", "Difference", "LogLawFit", "PowerLawFit",
     "Verdict", "batch_size_effect", "batch_size_sweep", "closure_verdict", "combine_verdicts",
     "constant_verdict", "correlation_verdict", "difference", "difference_of_differences",
     "difference_verdict", "distance_curve", "fit_log_law", "fit_power_law",
@@ -474,11 +475,16 @@ def record_verdicts(chapter: str, verdicts: Sequence[Verdict], seeds: Sequence[i
     ``$LARGEBATCH_PROFILE``, else ``"custom"``. Every claim must belong to ``chapter``
     in :data:`largebatch.claims.CLAIMS`, and each claim needs one overall verdict
     (``setting`` ""), which the summary shows. The file also holds the seeds, the
-    criterion, the figure anchor and the number of diverged runs left out.
+    criterion, the figure anchor and the number of diverged runs left out. With fewer
+    than :data:`MIN_SEEDS` seeds every outcome is recorded as ``inconclusive`` (the
+    evidence says why): no verdict rests on fewer.
     """
     seeds = [int(s) for s in seeds]
     if len(seeds) < 1:
         raise ValueError("seeds must name at least one seed")
+    if len(seeds) < MIN_SEEDS:
+        note = f" (only {len(seeds)} seeds; a verdict needs {MIN_SEEDS})"
+        verdicts = [replace(v, outcome="inconclusive", evidence=v.evidence + note) for v in verdicts]
     for verdict in verdicts:
         owner = claims.claim(verdict.claim).chapter
         if owner != chapter:
