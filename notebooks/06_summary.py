@@ -61,6 +61,15 @@ counts.style.hide(axis="index")
 # %% tags=["remove-input"]
 import pandas as pd
 
-registry = pd.DataFrame([{"claim": c.id, "paper": c.paper, "statement": c.statement,
-                          "criterion": c.criterion} for c in claims.CLAIMS.values()])
+registry = pd.DataFrame(
+    [
+        {
+            "claim": c.id,
+            "paper": c.paper,
+            "statement": c.statement,
+            "criterion": c.criterion,
+        }
+        for c in claims.CLAIMS.values()
+    ]
+)
 registry.style.hide(axis="index")
