@@ -483,7 +483,7 @@ def record_verdicts(chapter: str, verdicts: Sequence[Verdict], seeds: Sequence[i
     if len(seeds) < 1:
         raise ValueError("seeds must name at least one seed")
     if len(seeds) < MIN_SEEDS:
-        note = f" (only {len(seeds)} seeds; a verdict needs {MIN_SEEDS})"
+        note = f" (only {len(seeds)} seed{'s' if len(seeds) > 1 else ''}; a verdict needs {MIN_SEEDS})"
         verdicts = [replace(v, outcome="inconclusive", evidence=v.evidence + note) for v in verdicts]
     for verdict in verdicts:
         owner = claims.claim(verdict.claim).chapter
