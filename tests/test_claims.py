@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from largebatch import analysis, claims
+from largebatch import analysis, claims, reproduce
 
 PAPER_IDS = {"A1", "A2", "A3", "A4", "A5", "B1", "B2", "B3", "B4", "C1", "C2", "C3", "D1", "D2", "E1"}
 PAPERS = Path("/work/shared/PAPERS.md")
@@ -103,3 +103,13 @@ def test_summary_rejects_unknown_claims_and_misplaced_ones(tmp_path):
                                 "verdicts": [{**row, "claim": "B1"}]}))
     with pytest.raises(ValueError, match="belongs to chapter 03_train_longer"):
         claims.summary_table(tmp_path)
+
+
+def test_only_the_summary_is_stale_when_a_verdict_file_changes(tmp_path):
+    chapter, summary = tmp_path / "02_x.ipynb", tmp_path / "06_summary.ipynb"
+    chapter.write_text("chapter")
+    summary.write_text("table = claims.summary_table(verdicts_dir or None)")
+    before = {p: reproduce._stamp(p, {}, tmp_path) for p in (chapter, summary)}
+    analysis.record_verdicts("02_sharp_minima", _verdicts(), [0, 1, 2], tmp_path)
+    assert reproduce._stamp(chapter, {}, tmp_path) == before[chapter]
+    assert reproduce._stamp(summary, {}, tmp_path) != before[summary]
