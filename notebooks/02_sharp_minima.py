@@ -218,8 +218,12 @@ for (name, rule), group in records.items():
     ]
     frames.append(frame)
 runs = pd.concat(frames, ignore_index=True)
-runs["usable"] = (runs["status"] != "diverged") & (
-    (runs["rule"] == RULES["epochs"]) | runs["reached_target"]
+# kept: every fixed-epoch run and the threshold runs that reached the target; diverged runs
+# stay in (their metrics are NaN) so that the statistics exclude them and count them
+runs["usable"] = (
+    (runs["status"] == "diverged")
+    | (runs["rule"] == RULES["epochs"])
+    | runs["reached_target"]
 )
 print(
     f"{len(runs)} runs, {int((runs['status'] == 'diverged').sum())} diverged, "
@@ -275,11 +279,18 @@ shown = [
 ]
 notebook.show(
     summary[
-        ["setting", "batch_size", *[f"{c}_mean" for c in shown], "test_accuracy_n"]
+        [
+            "setting",
+            "batch_size",
+            *[f"{c}_mean" for c in shown],
+            "test_accuracy_n",
+            "excluded",
+        ]
     ].rename(
         columns={
             **{f"{c}_mean": c.replace("_", " ") for c in shown},
             "test_accuracy_n": "seeds",
+            "excluded": "diverged (excluded)",
         }
     )
 )
@@ -555,6 +566,7 @@ notebook.show(
             "hessian_top_eigenvalue_mean",
             "negative_ratio_mean",
             "negative_ratio_n",
+            "excluded",
         ]
     ].rename(
         columns={
@@ -562,6 +574,7 @@ notebook.show(
             "hessian_top_eigenvalue_mean": "top eigenvalue",
             "negative_ratio_mean": "|smallest| / top",
             "negative_ratio_n": "runs",
+            "excluded": "diverged (excluded)",
         }
     )
 )
@@ -601,7 +614,9 @@ e1_settings = setting_verdicts("E1", "keskar_sharpness", "Keskar sharpness")
 a1 = analysis.combine_verdicts("A1", a1_settings)
 e1 = analysis.combine_verdicts("E1", e1_settings)
 
-largest = saddles[saddles["batch_size"] == batch_sizes[-1]]
+largest = saddles[saddles["batch_size"] == batch_sizes[-1]].dropna(
+    subset=["negative_ratio"]
+)
 a5_criterion = (
     "|smallest eigenvalue| <= 0.1 x top eigenvalue for every largest-batch run "
     "at the loss threshold"

@@ -306,6 +306,7 @@ table = pd.DataFrame(
         "train loss": mean_sem("train_loss", digits=3),
         "top eigenvalue": mean_sem("hessian_top_eigenvalue", digits=2),
         "seeds": row_summary["test_accuracy_n"],
+        "diverged (excluded)": row_summary["excluded"],
     }
 )
 notebook.show(table)
@@ -342,8 +343,8 @@ for rule, by_batch in ratio_records.items():
 ratio_runs = pd.concat(ratio_frames, ignore_index=True)
 ratio_runs["lr_over_batch"] = ratio_runs["peak_lr"] / ratio_runs["batch_size"]
 ratio_ok = ratio_runs[ratio_runs["status"] != "diverged"]
-ratio_summary = analysis.seed_summary(
-    ratio_ok, ["lr rule", "batch_size"], ["test_accuracy", "hessian_top_eigenvalue"]
+ratio_summary = analysis.seed_summary(  # diverged runs excluded and counted
+    ratio_runs, ["lr rule", "batch_size"], ["test_accuracy", "hessian_top_eigenvalue"]
 )
 figure = plots.metrics_vs_batch_size(
     ratio_summary,
@@ -365,8 +366,9 @@ notebook.show(
             "hessian_top_eigenvalue_mean",
             "hessian_top_eigenvalue_sem",
             "test_accuracy_n",
+            "excluded",
         ]
-    ].rename(columns={"test_accuracy_n": "seeds"})
+    ].rename(columns={"test_accuracy_n": "seeds", "excluded": "diverged (excluded)"})
 )
 
 # %% [markdown]
