@@ -136,7 +136,8 @@ if num_threads:
     torch.set_num_threads(num_threads)
 print(
     f"tiny MLP on {tiny_bundle.name} ({tiny_bundle.num_train} training samples); "
-    f"{model} on {bundle.name}, Hessian over {num_hessian} of {bundle.num_train} training samples"
+    f"{model} on {bundle.name}, Hessian over {num_hessian} of {bundle.num_train} "
+    "training samples"
 )
 
 # %% [markdown]

@@ -173,8 +173,8 @@ if num_threads:
     torch.set_num_threads(num_threads)
 print(
     f"{bundle.name}: {bundle.num_train} training and {bundle.num_test} test samples; "
-    f"{sum(len(c) for c in configs.values())} runs: {len(models)} networks x 2 stopping rules x "
-    f"{len(batch_sizes)} batch sizes x {len(seeds)} seeds"
+    f"{sum(len(c) for c in configs.values())} runs: {len(models)} networks x "
+    f"2 stopping rules x {len(batch_sizes)} batch sizes x {len(seeds)} seeds"
 )
 
 # %% [markdown]

@@ -166,8 +166,9 @@ if num_threads:
     torch.set_num_threads(num_threads)
 ratio = large_batch / small_batch
 print(
-    f"{bundle.name}: {bundle.num_train} training samples; B/B0 = {ratio:g}; regime adaptation trains "
-    f"{ROWS['+ regime adaptation'].total_epochs:g} epochs with milestones {ROWS['+ regime adaptation'].total_milestones}"
+    f"{bundle.name}: {bundle.num_train} training samples; B/B0 = {ratio:g}; "
+    f"regime adaptation trains {ROWS['+ regime adaptation'].total_epochs:g} epochs "
+    f"with milestones {ROWS['+ regime adaptation'].total_milestones}"
 )
 
 # %% [markdown]
