@@ -101,7 +101,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from largebatch import analysis, data, experiments, notebook, plots, robustness
+from largebatch import analysis, attack_study, data, experiments, notebook, plots
 
 notebook.check_parameters(globals())
 notebook.check_choice("dataset", dataset, data.DATASETS)
@@ -117,7 +117,7 @@ notebook.require(0 < noise_micro_batch < small_batch and small_batch % noise_mic
                  f"parameter noise_micro_batch must divide small_batch ({small_batch}) at least twice, "
                  f"got {noise_micro_batch}")
 notebook.require(micro_batch_size >= 0, f"parameter micro_batch_size must be >= 0, got {micro_batch_size}")
-robustness.check_epsilons(epsilons, reference_eps)
+attack_study.check_epsilons(epsilons, reference_eps)
 if num_threads > 0:
     torch.set_num_threads(num_threads)
 
@@ -220,7 +220,9 @@ notebook.glue_all({"estimate_pairs": len(estimates), "ratio_min": float(np.exp(l
 # large-sample one on the same weights by a median factor {glue:text}`ratio_median_factor:.2f`,
 # from {glue:text}`ratio_min:.2f` to {glue:text}`ratio_max:.2f` times it. With a ratio
 # threshold of 2 such noise alone can trigger (or block) a doubling.
-#
+
+# %% [markdown]
+# (fig-d1)=
 # ## Accuracy against cost
 #
 # Test accuracy after every epoch against the parameter updates made so far and against the
@@ -233,6 +235,7 @@ figure = plots.tradeoff_curves({label: [experiments.history(r) for r in rs] for 
 plots.save_figure(figure, "adaptive_batch_tradeoff")
 
 # %% [markdown]
+# (fig-d2)=
 # ## The comparison
 #
 # Each trained network is attacked on the first {glue:text}`attack_samples` test points with
@@ -246,7 +249,7 @@ plots.save_figure(figure, "adaptive_batch_tradeoff")
 rows = []
 for label, rs in records.items():
     for config, r in zip(runs[label], rs):
-        curve = robustness.robust_curve(config, epsilons, "pgd", num_points=attack_samples, steps=pgd_steps)
+        curve = attack_study.robust_curve(config, epsilons, "pgd", num_points=attack_samples, steps=pgd_steps)
         rows.append({"method": label, "seed": r["config"]["seed"], "status": r["status"],
                      "test_accuracy": r["final"].get("test_accuracy", math.nan),
                      "robust_accuracy": float(curve.loc[np.isclose(curve["epsilon"], reference_eps), "accuracy"].iloc[0]),
@@ -303,42 +306,52 @@ def values(label: str, metric: str) -> list[float]:
 
 
 def within_margin(claim: str, treated: str, reference: str) -> analysis.Verdict:
-    return analysis.margin_verdict(claim, values(treated, "test_points"), values(reference, "test_points"),
-                                   quantity=f"test accuracy of {treated} vs {reference}",
-                                   margin=100 * accuracy_margin, z=z_threshold, unit=" points")
+    return analysis.margin_verdict(
+        claim, values(treated, "test_points"), values(reference, "test_points"),
+        quantity=f"test accuracy of {treated} vs {reference}", margin=100 * accuracy_margin,
+        z=z_threshold, unit=" points", setting=f"accuracy: {treated} vs {reference}")
+
+
+def saving(claim: str, more: str, fewer: str, metric: str, min_ratio: float) -> analysis.Verdict:
+    name = metric.replace("_", " ")
+    return analysis.ratio_verdict(
+        claim, values(more, metric), values(fewer, metric), min_ratio=min_ratio,
+        quantity=f"{name} of {more} / {fewer}", setting=f"{name}: {more} / {fewer}")
+
+
+def evidence(parts: list[analysis.Verdict]) -> str:
+    return "; ".join(f"{p.setting}: {p.evidence}, {p.outcome}" for p in parts)
 
 
 per_run["log_eigenvalue"] = np.log(per_run["top_eigenvalue"])
-per_run["test_points"], per_run["robust_points"] = 100 * per_run["test_accuracy"], 100 * per_run["robust_accuracy"]
-d1 = analysis.all_verdicts("D1", [
-    within_margin("D1", "ABSA", "small batch"),
-    analysis.ratio_verdict("D1", values("small batch", "updates"), values("ABSA", "updates"),
-                           quantity="updates of the small batch / ABSA", min_ratio=min_update_saving)])
-d2 = analysis.all_verdicts("D2", [
+per_run["test_points"] = 100 * per_run["test_accuracy"]
+per_run["robust_points"] = 100 * per_run["robust_accuracy"]
+d1_parts = [within_margin("D1", "ABSA", "small batch"),
+            saving("D1", "small batch", "ABSA", "updates", min_update_saving)]
+d2_parts = [
     within_margin("D2", "ABS", "small batch"),
-    analysis.ratio_verdict("D2", values("small batch", "updates"), values("ABS", "updates"),
-                           quantity="updates of the small batch / ABS", min_ratio=abs_update_saving),
-    analysis.margin_verdict("D2", values("ABSA", "log_eigenvalue"), values("ABS", "log_eigenvalue"),
-                            quantity="log final top eigenvalue of ABSA vs ABS", higher_is_better=False,
-                            z=z_threshold),
-    analysis.margin_verdict("D2", values("ABSA", "robust_points"), values("ABS", "robust_points"),
-                            quantity="PGD robust accuracy of ABSA vs ABS", z=z_threshold, unit=" points")])
-d3_parts = {}
-for cheaper in ("batch growth", "noise scale"):
-    d3_parts[cheaper] = analysis.all_verdicts(f"D3 vs {cheaper}", [
-        within_margin("D3", "ABSA", cheaper),
-        analysis.ratio_verdict("D3", values(cheaper, "gradient_evaluations"), values("ABSA", "gradient_evaluations"),
-                               quantity=f"gradient evaluations of {cheaper} / ABSA", min_ratio=1.0)])
-d3 = analysis.combine_verdicts("D3", list(d3_parts.values()))
-verdicts = [d1, d2, *d3_parts.values(), d3]
-pd.DataFrame([v.as_row() for v in verdicts])
+    saving("D2", "small batch", "ABS", "updates", abs_update_saving),
+    analysis.margin_verdict(
+        "D2", values("ABSA", "log_eigenvalue"), values("ABS", "log_eigenvalue"),
+        quantity="log final top eigenvalue", higher_is_better=False, z=z_threshold,
+        setting="log eigenvalue: ABSA vs ABS"),
+    analysis.margin_verdict(
+        "D2", values("ABSA", "robust_points"), values("ABS", "robust_points"),
+        quantity="PGD robust accuracy", z=z_threshold, unit=" points",
+        setting="robust accuracy: ABSA vs ABS"),
+]
+d3_parts = [part for cheaper in ("batch growth", "noise scale") for part in (
+    within_margin("D3", "ABSA", cheaper),
+    saving("D3", cheaper, "ABSA", "gradient_evaluations", 1.0))]
+d1, d2, d3 = (analysis.combine_verdicts(claim, parts)
+              for claim, parts in (("D1", d1_parts), ("D2", d2_parts), ("D3", d3_parts)))
+analysis.record_verdicts("05_adaptive_batch", [*d1_parts, d1, *d2_parts, d2, *d3_parts, d3], seeds)
 
 # %% tags=["remove-input"]
 means = summary.set_index("method")
 glued = {"verdict_d1": d1.outcome, "verdict_d2": d2.outcome, "verdict_d3": d3.outcome,
-         "d1_evidence": d1.evidence, "d2_evidence": d2.evidence,
-         **{f"verdict_d3_{k.replace(' ', '_')}": v.outcome for k, v in d3_parts.items()},
-         **{f"d3_{k.replace(' ', '_')}_evidence": v.evidence for k, v in d3_parts.items()}}
+         "d1_evidence": evidence(d1_parts), "d2_evidence": evidence(d2_parts),
+         "d3_evidence": evidence(d3_parts)}
 for label, key in [("small batch", "small"), ("large batch, no scaling", "large"),
                    ("large batch, linear + warmup", "goyal"), ("batch growth", "growth"),
                    ("noise scale", "noise"), ("ABS", "abs"), ("ABSA", "absa")]:
@@ -374,9 +387,7 @@ notebook.glue_all(glued)
 # {glue:text}`noise_gev_ratio:.2f` times, for {glue:text}`growth_acc_points:.1f`% and
 # {glue:text}`noise_acc_points:.1f`% test accuracy with {glue:text}`growth_update_saving:.1f` and
 # {glue:text}`noise_update_saving:.1f` times fewer updates than the baseline.
-# **D3: {glue:text}`verdict_d3`** (against the growth schedule: {glue:text}`verdict_d3_batch_growth`,
-# {glue:text}`d3_batch_growth_evidence`; against the noise-scale controller:
-# {glue:text}`verdict_d3_noise_scale`, {glue:text}`d3_noise_scale_evidence`).
+# **D3: {glue:text}`verdict_d3`** ({glue:text}`d3_evidence`).
 #
 # For context, the fixed large batch without scaling reaches {glue:text}`large_acc_points:.1f`%
 # and with linear scaling and warmup {glue:text}`goyal_acc_points:.1f`%, both in

@@ -8,7 +8,7 @@ import jupytext
 import papermill
 import pytest
 
-from largebatch import reproduce
+from largebatch import claims, reproduce
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted((ROOT / "notebooks").glob("*.py"))
@@ -111,8 +111,23 @@ def test_smoke_profile_executes_every_notebook_and_the_book_builds_with_W(smoke_
         page = html / "book" / "notebooks" / f"{name}.html"
         assert page.exists(), f"{name} missing from the book"
         text = page.read_text()
-        assert "<img" in text, f"{name} shows no figure"
+        if not name.endswith("summary"):  # the summary is a table
+            assert "<img" in text, f"{name} shows no figure"
         assert "Traceback" not in text and "output traceback" not in text, f"{name} shows an error"
+
+
+@pytest.mark.slow
+def test_summary_links_lead_to_figure_anchors_of_the_chapters(smoke_book):
+    status, folder = smoke_book
+    pages = folder / "book" / "_build" / "html" / "book" / "notebooks"
+    summary = (pages / "06_summary.html").read_text()
+    links = re.findall(r'href="(\d\d_\w+)\.html#(fig-[\w-]+)"', summary)
+    assert {anchor for _, anchor in links} == {c.figure for c in claims.CLAIMS.values()}
+    for chapter, anchor in links:
+        if chapter in reproduce.chapter_notebooks(ROOT):
+            assert f'id="{anchor}"' in (pages / f"{chapter}.html").read_text(), (chapter, anchor)
+    missing = {c.chapter for c in claims.CLAIMS.values()} - set(reproduce.chapter_notebooks(ROOT))
+    assert (">not run</td>" in summary) == bool(missing)  # a chapter not in the book: "not run"
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Helpers for the chapter notebooks: parameter checks and glued numbers.
+"""Helpers for the chapter notebooks: parameter checks, glued numbers and shown tables.
 
 Each notebook's parameters cell gives every parameter a type hint and a comment;
 papermill injects new values below it. :func:`check_parameters` compares every
@@ -8,7 +8,11 @@ that names the parameter, before any compute.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Sequence
+
+import pandas as pd
+from pandas.io.formats.style import Styler
 
 from largebatch.config import ConfigError, accepts, describe_type
 
@@ -61,3 +65,19 @@ def glue_all(values: Mapping[str, Any]) -> None:
     """Glue every named value of a mapping."""
     for name, value in values.items():
         glue(name, value)
+
+
+def show(frame: pd.DataFrame, digits: int = 3) -> Styler:
+    """A table as the book shows it: no pandas index, floats to ``digits`` significant digits.
+
+    A meaningful index (anything but the default range) becomes ordinary columns first.
+    """
+    if not isinstance(frame.index, pd.RangeIndex):
+        frame = frame.reset_index()
+
+    def number(value: Any) -> Any:
+        if isinstance(value, float):
+            return "" if math.isnan(value) else f"{value:.{digits}g}"
+        return value
+
+    return frame.style.hide(axis="index").format(number)

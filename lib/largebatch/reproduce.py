@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -84,8 +85,11 @@ def _library_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def _stamp(source: Path, parameters: dict[str, Any]) -> str:
+def _stamp(source: Path, parameters: dict[str, Any], out_dir: Path) -> str:
     digest = hashlib.sha256(source.read_bytes())
+    if b"claims.summary_table" in source.read_bytes():  # the summary is stale when a verdict changes
+        for path in sorted(out_dir.glob("*.verdicts.json")):
+            digest.update(path.read_bytes())
     digest.update(json.dumps(parameters, sort_keys=True, default=str).encode())
     digest.update(_library_fingerprint().encode())
     return digest.hexdigest()
@@ -97,11 +101,12 @@ def execute(name: str, source: Path, out_dir: Path, parameters: dict[str, Any]) 
 
     target = out_dir / source.name
     stamp_file = out_dir / f"{source.stem}.stamp"
-    stamp = _stamp(source, parameters)
+    stamp = _stamp(source, parameters, out_dir)
     if target.exists() and stamp_file.exists() and stamp_file.read_text() == stamp:
         return NotebookOutcome(name, "cached", 0.0)
     started = time.perf_counter()
     stamp_file.unlink(missing_ok=True)
+    (out_dir / f"{source.stem}.verdicts.json").unlink(missing_ok=True)  # rewritten by the chapter
     try:
         papermill.execute_notebook(str(source), str(target), parameters=parameters,
                                    cwd=str(source.parent), kernel_name="python3",
@@ -170,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"no selected notebook declares {sorted(unused)}")
     out_dir = args.out or root / "_build" / "executed" / args.profile
     out_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["LARGEBATCH_VERDICTS_DIR"] = str(out_dir.resolve())  # read by the kernels
+    os.environ["LARGEBATCH_PROFILE"] = args.profile
 
     failures = 0
     if not args.no_execute:
