@@ -30,10 +30,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from largebatch import __version__, data, models
+from largebatch import __version__, augmentation, data, models
 from largebatch.callbacks import Callback
 from largebatch.config import ConfigError, RunConfig
-from largebatch.train import evaluate, fit
+from largebatch.train import compose_transforms, evaluate, fit
 
 RECORD_FILE = "record.json"
 CHECKPOINT_FILE = "model.pt"
@@ -221,7 +221,9 @@ def run(config: RunConfig, cache_dir: str | os.PathLike | None = None, *, force:
     with single_thread() if device.type == "cpu" else contextlib.nullcontext():
         model = build_model(config, bundle).to(device)
         outcome = fit(model, bundle.train, bundle.test, config, callbacks=_callbacks(config),
-                      input_transform=_input_transform(config, bundle), progress=progress)
+                      input_transform=compose_transforms(augmentation.build(config.augmentation, config.seed),
+                                                         _input_transform(config, bundle)),
+                      progress=progress)
     final: dict[str, Any] = {"steps": outcome.steps}
     if outcome.status != "diverged":
         for split, dataset in (("train", bundle.train), ("test", bundle.test)):

@@ -35,6 +35,20 @@ from largebatch.evaluation import evaluate
 InputTransform = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
+def compose_transforms(*transforms: InputTransform | None) -> InputTransform | None:
+    """One input transform applying ``transforms`` in order (Nones skipped); None if none is left."""
+    chain = [t for t in transforms if t is not None]
+    if len(chain) <= 1:
+        return chain[0] if chain else None
+
+    def composed(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        for transform in chain:
+            inputs, targets = transform(model, inputs, targets)
+        return inputs, targets
+
+    return composed
+
+
 class BatchSizeSchedule(Protocol):
     """Chooses the batch size of the next epoch (e.g. the ABSA controller)."""
 
