@@ -13,6 +13,16 @@
 #     name: python3
 # ---
 
+# %% tags=["remove-cell"]
+# On Google Colab, install the largebatch library first (elsewhere it is installed already).
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "largebatch @ git+https://github.com/largebatch/largebatch@main"], check=True)
+
 # %% [markdown]
 # # Computing the Hessian
 #
@@ -36,6 +46,7 @@ num_samples: int = 5000  # MNIST-1D only: samples generated, 80% for training
 epochs: int = 30  # passes over the training data for the trained network
 lr: float = 0.05  # learning rate of both trainings (SGD with momentum 0.9)
 batch_size: int = 128  # training batch size of both networks
+augmentation: str = "none"  # training batches only: none, or crop_flip (random crop after 4-pixel padding, flip)
 seeds: list[int] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]  # seeds of start vectors, probes, batch draws; first: training
 tiny_dataset: str = "mnist1d"  # data set of the tiny MLP whose Hessian is formed densely (keep it small)
 tiny_width: int = 8  # hidden width of the tiny MLP (mnist1d_mlp): 490 parameters on MNIST-1D
@@ -79,7 +90,7 @@ tiny_config = experiments.RunConfig(dataset=tiny_dataset, model="mnist1d_mlp", m
                                     num_samples=num_samples, epochs=tiny_epochs, lr=lr, batch_size=batch_size,
                                     seed=seeds[0])
 cnn_config = experiments.RunConfig(dataset=dataset, model=model, num_samples=num_samples, epochs=epochs, lr=lr,
-                                   batch_size=batch_size, seed=seeds[0])
+                                   batch_size=batch_size, seed=seeds[0], augmentation=augmentation)
 tiny_bundle = experiments.validate(tiny_config)
 bundle = experiments.validate(cnn_config)
 num_hessian = hessian_samples or bundle.num_train

@@ -13,6 +13,16 @@
 #     name: python3
 # ---
 
+# %% tags=["remove-cell"]
+# On Google Colab, install the largebatch library first (elsewhere it is installed already).
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "largebatch @ git+https://github.com/largebatch/largebatch@main"], check=True)
+
 # %% [markdown]
 # # Large batches find sharp minima?
 #
@@ -60,6 +70,7 @@ target_train_loss: float = 0.1  # loss-threshold rule: stop once the full traini
 max_epochs: int = 1500  # loss-threshold rule: epoch budget; runs that miss the target are reported
 lr: float = 0.05  # learning rate, the same for every batch size (no scaling rule)
 momentum: float = 0.9  # SGD momentum
+augmentation: str = "none"  # training batches only: none, or crop_flip (random crop after 4-pixel padding, flip)
 seeds: list[int] = [0, 1]  # seeds of initialization and data order (one run per batch size and seed)
 eval_every: int = 5  # epochs between evaluations; the loss threshold is checked at these
 hessian_top_k: int = 3  # top Hessian eigenvalues per run (Lanczos, full training set)
@@ -109,7 +120,8 @@ RULES = {"epochs": "fixed epochs", "threshold": "loss threshold"}
 pd.set_option("display.max_colwidth", None)
 base = experiments.RunConfig(dataset=dataset, num_samples=num_samples, lr=lr, momentum=momentum,
                              eval_every=eval_every, hessian_top_k=hessian_top_k, hessian_trace=True,
-                             hessian_tol=hessian_tol, hessian_trace_probes=trace_probes)
+                             hessian_tol=hessian_tol, hessian_trace_probes=trace_probes,
+                             augmentation=augmentation)
 rule_changes = {"epochs": {"epochs": epochs},
                 "threshold": {"epochs": max_epochs, "target_train_loss": target_train_loss}}
 configs = {}  # (model, rule) -> configurations, batch sizes outer, seeds inner

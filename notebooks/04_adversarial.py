@@ -13,6 +13,16 @@
 #     name: python3
 # ---
 
+# %% tags=["remove-cell"]
+# On Google Colab, install the largebatch library first (elsewhere it is installed already).
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "largebatch @ git+https://github.com/largebatch/largebatch@main"], check=True)
+
 # %% [markdown]
 # # Large batches are easier to attack
 #
@@ -50,6 +60,7 @@ num_samples: int = 5000  # MNIST-1D only: samples generated, 80% for training
 epochs: int = 20  # passes over the training data, the same for every batch size
 lr: float = 0.05  # learning rate at the smallest batch size (and at every batch size when it is fixed)
 momentum: float = 0.9  # SGD momentum of the main comparisons (A2, C1, C2, A4)
+augmentation: str = "none"  # training batches only: none, or crop_flip (random crop after 4-pixel padding, flip)
 low_momentum: float = 0.0  # the second momentum that C2 and C3 compare with
 batch_sizes: list[int] = [32, 128, 512]  # batch sizes; the smallest is the reference of the lr/B ratio
 seeds: list[int] = [0, 1, 2]  # seeds of initialization and data order; one run per seed and setting
@@ -98,7 +109,7 @@ if num_threads > 0:
 small, large = min(batch_sizes), max(batch_sizes)
 base = experiments.RunConfig(dataset=dataset, model=model, model_options=model_options,
                              num_samples=num_samples, epochs=epochs, lr=lr, momentum=momentum,
-                             hessian_top_k=1)
+                             hessian_top_k=1, augmentation=augmentation)
 grid = robustness.scaling_grid(base, batch_sizes, seeds, regimes=("none", "linear"),
                                momenta=[low_momentum, momentum])
 natural = [run for run in grid if run.labels["regime"] == "none" and run.labels["momentum"] == momentum

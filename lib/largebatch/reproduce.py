@@ -291,7 +291,7 @@ def build_book(executed_dir: Path, root: Path, output: Path) -> int:
     for name in BOOK_FILES:
         shutil.copy2(root / name, stage / name)
     _sync_tree(root / "book", stage / "book", ignore=("notebooks",))
-    _sync_tree(executed_dir, stage / "book" / "notebooks", pattern="*.ipynb")
+    _sync_tree(executed_dir, stage / "notebooks", pattern="*.ipynb")
     command = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(stage), "--path-output",
                str(output), "-W", "--keep-going"]
     print("building the book:", " ".join(command), flush=True)
