@@ -89,18 +89,6 @@ def test_bad_parameters_fail_in_the_first_cells(tmp_path, monkeypatch, parameter
     assert not (tmp_path / "cache").exists()
 
 
-@pytest.fixture(scope="session")
-def smoke_book(tmp_path_factory):
-    """Execute every chapter with the smoke profile and build the book from the outputs."""
-    folder = tmp_path_factory.mktemp("smoke")
-    import os
-
-    os.environ["LARGEBATCH_CACHE_DIR"] = str(folder / "cache")
-    status = reproduce.main(["--profile", "smoke", "--out", str(folder / "executed"), "--build",
-                             "--book-output", str(folder / "book")])
-    return status, folder
-
-
 @pytest.mark.slow
 def test_smoke_profile_executes_every_notebook_and_the_book_builds_with_W(smoke_book):
     status, folder = smoke_book
