@@ -45,7 +45,7 @@ epochs: int = 30  # passes over the training data, the same for both batch sizes
 lr: float = 0.05  # learning rate, the same for both batch sizes (no scaling rule)
 momentum: float = 0.9  # SGD momentum
 seed: int = 0  # seed of the initialization and of the data order
-augmentation: str = "none"  # training batches only: none, or crop_flip (random crop after 4-pixel padding, flip)
+augmentation: str = "none"  # training batches: none, or crop_flip (pad 4, random crop, flip)
 
 # %%
 from largebatch import experiments, notebook, plots
