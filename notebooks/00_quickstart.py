@@ -13,6 +13,16 @@
 #     name: python3
 # ---
 
+# %% tags=["remove-cell"]
+# On Google Colab, install the largebatch library first (elsewhere it is installed already).
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "largebatch @ git+https://github.com/largebatch/largebatch@main"], check=True)
+
 # %% [markdown]
 # # Quick start: one small batch, one large batch
 #
@@ -35,6 +45,7 @@ epochs: int = 30  # passes over the training data, the same for both batch sizes
 lr: float = 0.05  # learning rate, the same for both batch sizes (no scaling rule)
 momentum: float = 0.9  # SGD momentum
 seed: int = 0  # seed of the initialization and of the data order
+augmentation: str = "none"  # training batches: none, or crop_flip (pad 4, random crop, flip)
 
 # %%
 from largebatch import experiments, notebook, plots
@@ -48,6 +59,7 @@ base = experiments.RunConfig(
     lr=lr,
     momentum=momentum,
     seed=seed,
+    augmentation=augmentation,
 )
 configs = {f"B = {b}": base.replace(batch_size=b) for b in (small_batch, large_batch)}
 bundle = experiments.validate(configs[f"B = {large_batch}"])

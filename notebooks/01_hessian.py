@@ -13,6 +13,16 @@
 #     name: python3
 # ---
 
+# %% tags=["remove-cell"]
+# On Google Colab, install the largebatch library first (elsewhere it is installed already).
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "largebatch @ git+https://github.com/largebatch/largebatch@main"], check=True)
+
 # %% [markdown]
 # # Computing the Hessian
 #
@@ -52,6 +62,7 @@ probe_batch_sizes: list[int] = [32, 64, 128, 256, 512, 1024, 2048]  # batch size
 timing_samples: int = 1024  # batch size of the gradient / Hessian-vector product timing
 timing_repeats: int = 10  # repetitions of that timing (the median is reported)
 num_threads: int = 1  # torch CPU threads (0: torch's default); these small kernels run best on one
+augmentation: str = "none"  # training batches: none, or crop_flip (pad 4, random crop, flip)
 
 # %% tags=["hide-input"]
 import matplotlib.pyplot as plt
@@ -114,6 +125,7 @@ cnn_config = experiments.RunConfig(
     lr=lr,
     batch_size=batch_size,
     seed=seeds[0],
+    augmentation=augmentation,
 )
 tiny_bundle = experiments.validate(tiny_config)
 bundle = experiments.validate(cnn_config)

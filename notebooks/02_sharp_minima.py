@@ -13,6 +13,16 @@
 #     name: python3
 # ---
 
+# %% tags=["remove-cell"]
+# On Google Colab, install the largebatch library first (elsewhere it is installed already).
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "largebatch @ git+https://github.com/largebatch/largebatch@main"], check=True)
+
 # %% [markdown]
 # # Large batches find sharp minima?
 #
@@ -76,6 +86,7 @@ density_runs: int = 3  # stochastic Lanczos quadrature: random start vectors
 density_steps: int = 40  # stochastic Lanczos quadrature: Lanczos steps per start vector
 detail_rule: str = "threshold"  # stopping rule of the solutions compared in detail: epochs or threshold
 num_threads: int = 1  # torch CPU threads (0: torch's default); these small networks run best on one
+augmentation: str = "none"  # training batches: none, or crop_flip (pad 4, random crop, flip)
 
 # %% tags=["hide-input"]
 import math
@@ -153,6 +164,7 @@ base = experiments.RunConfig(
     hessian_trace=True,
     hessian_tol=hessian_tol,
     hessian_trace_probes=trace_probes,
+    augmentation=augmentation,
 )
 rule_changes = {
     "epochs": {"epochs": epochs},

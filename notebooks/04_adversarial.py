@@ -13,6 +13,16 @@
 #     name: python3
 # ---
 
+# %% tags=["remove-cell"]
+# On Google Colab, install the largebatch library first (elsewhere it is installed already).
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "largebatch @ git+https://github.com/largebatch/largebatch@main"], check=True)
+
 # %% [markdown]
 # # Large batches are easier to attack
 #
@@ -68,6 +78,7 @@ z_threshold: float = 2.0  # a difference counts when it is this many standard er
 constant_tolerance: float = 0.03  # C1: largest spread across batch sizes still "almost constant" (accuracy units)
 indefinite_fraction: float = 0.5  # A3: share of test points with negative curvature that counts as "breaking" PSD
 num_threads: int = 1  # CPU threads for torch (1 is fastest for these small models; 0 keeps torch's default)
+augmentation: str = "none"  # training batches: none, or crop_flip (pad 4, random crop, flip)
 
 # %% tags=["hide-input"]
 import numpy as np
@@ -111,6 +122,7 @@ base = experiments.RunConfig(
     lr=lr,
     momentum=momentum,
     hessian_top_k=1,
+    augmentation=augmentation,
 )
 grid = attack_study.scaling_grid(
     base, batch_sizes, seeds, regimes=("none", "linear"), momenta=[low_momentum, momentum]

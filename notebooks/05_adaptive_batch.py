@@ -13,6 +13,16 @@
 #     name: python3
 # ---
 
+# %% tags=["remove-cell"]
+# On Google Colab, install the largebatch library first (elsewhere it is installed already).
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "largebatch @ git+https://github.com/largebatch/largebatch@main"], check=True)
+
 # %% [markdown]
 # # Adaptive batch size: is the Hessian signal worth its cost?
 #
@@ -93,6 +103,7 @@ min_update_saving: float = 3.0  # D1: ABSA needs at least this many times fewer 
 abs_update_saving: float = 2.0  # D2: "ABS saves updates" means at least this many times fewer
 z_threshold: float = 2.0  # a difference counts when it is this many standard errors beyond the margin
 num_threads: int = 1  # CPU threads for torch (1 is fastest for these small models; 0 keeps torch's default)
+augmentation: str = "none"  # training batches: none, or crop_flip (pad 4, random crop, flip)
 
 # %%
 import math
@@ -125,7 +136,8 @@ base = experiments.RunConfig(dataset=dataset, model=model, model_options=model_o
                              epochs=epochs, lr=lr, momentum=momentum, weight_decay=weight_decay,
                              schedule=schedule, milestones=tuple(milestones), gamma=gamma,
                              batch_size=small_batch, micro_batch_size=micro_batch_size or None,
-                             hessian_top_k=1, hessian_tol=hessian_tol)
+                             hessian_top_k=1, hessian_tol=hessian_tol,
+                             augmentation=augmentation)
 scaled = dict(lr_scaling="linear", base_batch_size=small_batch)
 controlled = dict(max_batch_size=max_batch_size, increase_warmup_epochs=increase_warmup_epochs)
 eigen = dict(adaptive_ratio=adaptive_ratio, adaptive_duration=adaptive_duration, eigen_samples=eigen_samples,

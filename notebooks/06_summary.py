@@ -13,6 +13,16 @@
 #     name: python3
 # ---
 
+# %% tags=["remove-cell"]
+# On Google Colab, install the largebatch library first (elsewhere it is installed already).
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "largebatch @ git+https://github.com/largebatch/largebatch@main"], check=True)
+
 # %% [markdown]
 # # Reproduction summary
 #

@@ -41,10 +41,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from largebatch import __version__, data, distributed, models
+from largebatch import __version__, augmentation, data, distributed, models
 from largebatch.callbacks import Callback
 from largebatch.config import ConfigError, RunConfig
-from largebatch.train import evaluate, fit
+from largebatch.train import compose_transforms, evaluate, fit
 
 RECORD_FILE = "record.json"
 CHECKPOINT_FILE = "model.pt"
@@ -263,7 +263,9 @@ def run(config: RunConfig, cache_dir: str | os.PathLike | None = None, *, force:
         controller = _controller(config, bundle, transform)
         callbacks = _callbacks(config) + ([controller] if isinstance(controller, Callback) else [])
         outcome = fit(model, bundle.train, bundle.test, config, callbacks=callbacks,
-                      input_transform=transform, batch_size_schedule=controller,
+                      input_transform=compose_transforms(augmentation.build(config.augmentation, config.seed),
+                                                         transform),
+                      batch_size_schedule=controller,
                       progress=progress and distributed.is_main(),
                       checkpoint=(lambda saved: _save_train_state(saved, folder / TRAIN_STATE_FILE))
                       if distributed.is_main() else None,
