@@ -107,7 +107,7 @@ def test_smoke_profile_executes_every_notebook_and_the_book_builds_with_W(smoke_
 @pytest.mark.slow
 def test_summary_links_lead_to_figure_anchors_of_the_chapters(smoke_book):
     status, folder = smoke_book
-    pages = folder / "book" / "_build" / "html" / "book" / "notebooks"
+    pages = folder / "book" / "_build" / "html" / "notebooks"
     summary = (pages / "06_summary.html").read_text()
     links = re.findall(r'href="(\d\d_\w+)\.html#(fig-[\w-]+)"', summary)
     assert {anchor for _, anchor in links} == {c.figure for c in claims.CLAIMS.values()}
