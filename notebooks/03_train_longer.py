@@ -287,17 +287,6 @@ row_summary = analysis.seed_summary(
 )
 
 
-def mean_sem(column, scale=1.0, digits=1):
-    return [
-        (
-            f"{scale * m:.{digits}f} ± {scale * s:.{digits}f}"
-            if not math.isnan(s)
-            else f"{scale * m:.{digits}f}"
-        )
-        for m, s in zip(row_summary[f"{column}_mean"], row_summary[f"{column}_sem"])
-    ]
-
-
 table = pd.DataFrame(
     {
         "run": row_summary["row"],
@@ -312,10 +301,10 @@ table = pd.DataFrame(
         ],
         "epochs": [ROWS[r].total_epochs for r in row_summary["row"]],
         "updates": row_summary["steps_mean"].round().astype(int),
-        "test accuracy (%)": mean_sem("test_accuracy", 100),
-        "train accuracy (%)": mean_sem("train_accuracy", 100),
-        "train loss": mean_sem("train_loss", digits=3),
-        "top eigenvalue": mean_sem("hessian_top_eigenvalue", digits=2),
+        "test accuracy (%)": notebook.mean_sem(row_summary, "test_accuracy", 100),
+        "train accuracy (%)": notebook.mean_sem(row_summary, "train_accuracy", 100),
+        "train loss": notebook.mean_sem(row_summary, "train_loss", digits=3),
+        "top eigenvalue": notebook.mean_sem(row_summary, "hessian_top_eigenvalue", digits=2),
         "seeds": row_summary["test_accuracy_n"],
         "diverged (excluded)": row_summary["excluded"],
     }

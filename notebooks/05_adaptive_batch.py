@@ -391,22 +391,13 @@ METRICS = {
 summary = analysis.seed_summary(per_run, "method", list(METRICS))
 
 
-def mean_sem(metric: str) -> list[str]:
-    _, scale, digits = METRICS[metric]
-    return [
-        (
-            f"{scale * m:.{digits}f} ± {scale * s:.{digits}f}"
-            if not math.isnan(s)
-            else f"{scale * m:.{digits}f}"
-        )
-        for m, s in zip(summary[f"{metric}_mean"], summary[f"{metric}_sem"])
-    ]
-
-
 table = pd.DataFrame(
     {
         "method": summary["method"],
-        **{METRICS[m][0]: mean_sem(m) for m in METRICS},
+        **{
+            label: notebook.mean_sem(summary, metric, scale, digits)
+            for metric, (label, scale, digits) in METRICS.items()
+        },
         "seeds": summary["test_accuracy_n"],
     }
 )

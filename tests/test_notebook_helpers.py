@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from largebatch.config import ConfigError
-from largebatch.notebook import check_choice, check_parameters, check_positive, require, show
+from largebatch.notebook import check_choice, check_parameters, check_positive, mean_sem, require, show
 
 
 def test_check_parameters_accepts_matching_values():
@@ -45,3 +45,8 @@ def test_show_hides_the_index_and_rounds_to_significant_digits():
     assert "row_heading" not in html and ">run<" in html  # a named index becomes a column
     assert ">0.000123<" in html and ">9.88e+04<" in html and ">3<" in html
     assert ">nan<" not in show(pd.DataFrame({"x": [float("nan")]})).to_html()
+
+
+def test_mean_sem_formats_each_row_and_drops_an_unknown_error():
+    summary = pd.DataFrame({"acc_mean": [0.9123, 0.8], "acc_sem": [0.0051, float("nan")]})
+    assert mean_sem(summary, "acc", scale=100, digits=1) == ["91.2 ± 0.5", "80.0"]

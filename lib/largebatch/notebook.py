@@ -81,3 +81,10 @@ def show(frame: pd.DataFrame, digits: int = 3) -> Styler:
         return value
 
     return frame.style.hide(axis="index").format(number)
+
+
+def mean_sem(summary: pd.DataFrame, metric: str, scale: float = 1.0, digits: int = 1) -> list[str]:
+    """``"mean ± sem"`` per row of a :func:`largebatch.analysis.seed_summary` table, both
+    times ``scale`` with ``digits`` decimals (the mean alone where the error is NaN)."""
+    return [f"{scale * m:.{digits}f}" + (f" ± {scale * s:.{digits}f}" if not math.isnan(s) else "")
+            for m, s in zip(summary[f"{metric}_mean"], summary[f"{metric}_sem"])]
