@@ -3,6 +3,7 @@
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import jupytext
@@ -52,9 +53,9 @@ def test_tests_workflow_runs_make_test_on_pull_requests():
 
 
 def test_workflows_match_the_github_schema():
-    validator = shutil.which("check-jsonschema")
-    if validator is None:
-        pytest.skip("check-jsonschema not installed (pip install check-jsonschema): schema not checked")
+    validator = shutil.which("check-jsonschema", path=str(Path(sys.executable).parent)) or shutil.which(
+        "check-jsonschema")
+    assert validator, "check-jsonschema (a test dependency of pyproject.toml) is not installed"
     result = subprocess.run([validator, "--builtin-schema", "vendor.github-workflows",
                              *map(str, sorted(WORKFLOWS.glob("*.yml")))], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
