@@ -4,6 +4,7 @@
 VENV ?= .venv
 PYTHON ?= python3
 PROFILE ?= quick
+JOBS ?= 2
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
@@ -19,7 +20,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 book: setup
-	$(PY) -m largebatch.reproduce --profile $(PROFILE) --build
+	$(PY) -m largebatch.reproduce --profile $(PROFILE) --jobs $(JOBS) --build
 
 test: setup
 	$(PY) -m pytest

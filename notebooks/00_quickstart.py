@@ -13,6 +13,16 @@
 #     name: python3
 # ---
 
+# %% tags=["remove-cell"]
+# On Google Colab, install the largebatch library first (elsewhere it is installed already).
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "largebatch @ git+https://github.com/largebatch/largebatch@main"], check=True)
+
 # %% [markdown]
 # # Quick start: one small batch, one large batch
 #
@@ -35,17 +45,28 @@ epochs: int = 30  # passes over the training data, the same for both batch sizes
 lr: float = 0.05  # learning rate, the same for both batch sizes (no scaling rule)
 momentum: float = 0.9  # SGD momentum
 seed: int = 0  # seed of the initialization and of the data order
+augmentation: str = "none"  # training batches: none, or crop_flip (pad 4, random crop, flip)
 
 # %%
 from largebatch import experiments, notebook, plots
 
 notebook.check_parameters(globals())
-base = experiments.RunConfig(dataset=dataset, model=model, num_samples=num_samples, epochs=epochs,
-                             lr=lr, momentum=momentum, seed=seed)
+base = experiments.RunConfig(
+    dataset=dataset,
+    model=model,
+    num_samples=num_samples,
+    epochs=epochs,
+    lr=lr,
+    momentum=momentum,
+    seed=seed,
+    augmentation=augmentation,
+)
 configs = {f"B = {b}": base.replace(batch_size=b) for b in (small_batch, large_batch)}
 bundle = experiments.validate(configs[f"B = {large_batch}"])
-print(f"{bundle.name}: {bundle.num_train} training and {bundle.num_test} test samples "
-      f"of shape {bundle.input_shape}, {bundle.num_classes} classes")
+print(
+    f"{bundle.name}: {bundle.num_train} training and {bundle.num_test} test samples "
+    f"of shape {bundle.input_shape}, {bundle.num_classes} classes"
+)
 
 # %% [markdown]
 # ## Train both
@@ -55,8 +76,9 @@ print(f"{bundle.name}: {bundle.num_train} training and {bundle.num_test} test sa
 # %%
 records = dict(zip(configs, experiments.sweep(list(configs.values()))))
 table = experiments.results(records.values())[
-    ["batch_size", "epochs", "steps", "train_accuracy", "test_accuracy", "wall_time_s"]]
-table
+    ["batch_size", "epochs", "steps", "train_accuracy", "test_accuracy", "wall_time_s"]
+]
+notebook.show(table)
 
 # %% [markdown]
 # ## Learning curves
@@ -67,14 +89,23 @@ figure = plots.learning_curves(histories, metrics=("train_loss", "test_accuracy"
 plots.save_figure(figure, "quickstart_learning_curves")
 
 # %% tags=["remove-input"]
-small, large = records[f"B = {small_batch}"]["final"], records[f"B = {large_batch}"]["final"]
+small, large = (
+    records[f"B = {small_batch}"]["final"],
+    records[f"B = {large_batch}"]["final"],
+)
 gap = small["test_accuracy"] - large["test_accuracy"]
-notebook.glue_all({
-    "small_batch": small_batch, "large_batch": large_batch,
-    "small_updates": small["steps"], "large_updates": large["steps"],
-    "small_test_accuracy": small["test_accuracy"], "large_test_accuracy": large["test_accuracy"],
-    "accuracy_gap": 100 * abs(gap), "gap_direction": "lower" if gap > 0 else "higher or equal",
-})
+notebook.glue_all(
+    {
+        "small_batch": small_batch,
+        "large_batch": large_batch,
+        "small_updates": small["steps"],
+        "large_updates": large["steps"],
+        "small_test_accuracy": small["test_accuracy"],
+        "large_test_accuracy": large["test_accuracy"],
+        "accuracy_gap": 100 * abs(gap),
+        "gap_direction": "lower" if gap > 0 else "higher or equal",
+    }
+)
 
 # %% [markdown]
 # ## What we measured

@@ -13,6 +13,25 @@
 #     name: python3
 # ---
 
+# %% tags=["remove-cell"]
+# On Google Colab, install the largebatch library first (elsewhere it is installed already).
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "largebatch @ git+https://github.com/largebatch/largebatch@main",
+        ],
+        check=True,
+    )
+
 # %% [markdown]
 # # Adaptive batch size: is the Hessian signal worth its cost?
 #
@@ -93,6 +112,7 @@ min_update_saving: float = 3.0  # D1: ABSA needs at least this many times fewer 
 abs_update_saving: float = 2.0  # D2: "ABS saves updates" means at least this many times fewer
 z_threshold: float = 2.0  # a difference counts when it is this many standard errors beyond the margin
 num_threads: int = 1  # CPU threads for torch (1 is fastest for these small models; 0 keeps torch's default)
+augmentation: str = "none"  # training batches: none, or crop_flip (pad 4, random crop, flip)
 
 # %%
 import math
@@ -101,7 +121,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from largebatch import analysis, data, experiments, notebook, plots, robustness
+from largebatch import analysis, attack_study, data, experiments, notebook, plots
 
 notebook.check_parameters(globals())
 notebook.check_choice("dataset", dataset, data.DATASETS)
@@ -111,45 +131,94 @@ notebook.check_positive("attack_samples", attack_samples)
 notebook.check_positive("pgd_steps", pgd_steps)
 notebook.check_positive("accuracy_margin", accuracy_margin)
 notebook.check_positive("z_threshold", z_threshold)
-notebook.require(len(set(seeds)) == len(seeds) >= 2 and min(seeds) >= 0,
-                 f"parameter seeds needs at least two distinct seeds >= 0, got {seeds}")
-notebook.require(0 < noise_micro_batch < small_batch and small_batch % noise_micro_batch == 0,
-                 f"parameter noise_micro_batch must divide small_batch ({small_batch}) at least twice, "
-                 f"got {noise_micro_batch}")
-notebook.require(micro_batch_size >= 0, f"parameter micro_batch_size must be >= 0, got {micro_batch_size}")
-robustness.check_epsilons(epsilons, reference_eps)
+notebook.require(
+    len(set(seeds)) == len(seeds) >= 2 and min(seeds) >= 0,
+    f"parameter seeds needs at least two distinct seeds >= 0, got {seeds}",
+)
+notebook.require(
+    0 < noise_micro_batch < small_batch and small_batch % noise_micro_batch == 0,
+    f"parameter noise_micro_batch must divide small_batch ({small_batch}) at least twice, "
+    f"got {noise_micro_batch}",
+)
+notebook.require(
+    micro_batch_size >= 0,
+    f"parameter micro_batch_size must be >= 0, got {micro_batch_size}",
+)
+attack_study.check_epsilons(epsilons, reference_eps)
 if num_threads > 0:
     torch.set_num_threads(num_threads)
 
-base = experiments.RunConfig(dataset=dataset, model=model, model_options=model_options, num_samples=num_samples,
-                             epochs=epochs, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                             schedule=schedule, milestones=tuple(milestones), gamma=gamma,
-                             batch_size=small_batch, micro_batch_size=micro_batch_size or None,
-                             hessian_top_k=1, hessian_tol=hessian_tol)
+base = experiments.RunConfig(
+    dataset=dataset,
+    model=model,
+    model_options=model_options,
+    num_samples=num_samples,
+    epochs=epochs,
+    lr=lr,
+    momentum=momentum,
+    weight_decay=weight_decay,
+    schedule=schedule,
+    milestones=tuple(milestones),
+    gamma=gamma,
+    batch_size=small_batch,
+    micro_batch_size=micro_batch_size or None,
+    hessian_top_k=1,
+    hessian_tol=hessian_tol,
+    augmentation=augmentation,
+)
 scaled = dict(lr_scaling="linear", base_batch_size=small_batch)
-controlled = dict(max_batch_size=max_batch_size, increase_warmup_epochs=increase_warmup_epochs)
-eigen = dict(adaptive_ratio=adaptive_ratio, adaptive_duration=adaptive_duration, eigen_samples=eigen_samples,
-             eigen_iterations=eigen_iterations, eigen_tol=eigen_tol,
-             eigen_diagnostic_samples=reference_eigen_samples, **scaled, **controlled)
+controlled = dict(
+    max_batch_size=max_batch_size, increase_warmup_epochs=increase_warmup_epochs
+)
+eigen = dict(
+    adaptive_ratio=adaptive_ratio,
+    adaptive_duration=adaptive_duration,
+    eigen_samples=eigen_samples,
+    eigen_iterations=eigen_iterations,
+    eigen_tol=eigen_tol,
+    eigen_diagnostic_samples=reference_eigen_samples,
+    **scaled,
+    **controlled,
+)
 METHODS = {  # label -> configuration at seed 0; the order of every table and figure
     "small batch": base,
     "large batch, no scaling": base.replace(batch_size=max_batch_size),
-    "large batch, linear + warmup": base.replace(batch_size=max_batch_size, warmup_epochs=warmup_epochs, **scaled),
-    "batch growth": base.replace(batch_size_controller="growth", growth_milestones=tuple(growth_milestones),
-                                 schedule="constant", milestones=(), **controlled),
-    "noise scale": base.replace(batch_size_controller="noise_scale", micro_batch_size=noise_micro_batch,
-                                **scaled, **controlled),
+    "large batch, linear + warmup": base.replace(
+        batch_size=max_batch_size, warmup_epochs=warmup_epochs, **scaled
+    ),
+    "batch growth": base.replace(
+        batch_size_controller="growth",
+        growth_milestones=tuple(growth_milestones),
+        schedule="constant",
+        milestones=(),
+        **controlled,
+    ),
+    "noise scale": base.replace(
+        batch_size_controller="noise_scale",
+        micro_batch_size=noise_micro_batch,
+        **scaled,
+        **controlled,
+    ),
     "ABS": base.replace(batch_size_controller="abs", **eigen),
-    "ABSA": base.replace(batch_size_controller="absa", adversarial_fraction=adversarial_fraction,
-                         adversarial_eps=adversarial_eps, **eigen),
+    "ABSA": base.replace(
+        batch_size_controller="absa",
+        adversarial_fraction=adversarial_fraction,
+        adversarial_eps=adversarial_eps,
+        **eigen,
+    ),
 }
-runs = {label: [config.replace(seed=seed) for seed in seeds] for label, config in METHODS.items()}
+runs = {
+    label: [config.replace(seed=seed) for seed in seeds]
+    for label, config in METHODS.items()
+}
 bundle = experiments.validate(METHODS["ABSA"])
 for config in METHODS.values():
     experiments.validate(config, bundle)
 experiments.build_model(base, bundle)  # fails here on bad model options
-print(f"{bundle.name}: {bundle.num_train} training and {bundle.num_test} test samples; "
-      f"{sum(len(c) for c in runs.values())} training runs")
+print(
+    f"{bundle.name}: {bundle.num_train} training and {bundle.num_test} test samples; "
+    f"{sum(len(c) for c in runs.values())} training runs"
+)
 
 # %% [markdown]
 # ## The runs
@@ -170,20 +239,36 @@ print(f"{bundle.name}: {bundle.num_train} training and {bundle.num_test} test sa
 # by FGSM examples of radius {glue:text}`adversarial_eps:.2f` (input units).
 
 # %% tags=["remove-input"]
-notebook.glue_all({
-    "num_seeds": len(seeds), "epochs": epochs, "small_batch": small_batch, "max_batch": max_batch_size,
-    "lr": lr, "large_lr": lr * max_batch_size / small_batch, "warmup_epochs": warmup_epochs,
-    "growth_milestones_text": ", ".join(f"{m:g}" for m in growth_milestones),
-    "eigen_samples": eigen_samples, "eigen_iterations": eigen_iterations,
-    "reference_eigen_samples": reference_eigen_samples, "adversarial_fraction": adversarial_fraction,
-    "adversarial_eps": adversarial_eps, "reference_eps": reference_eps, "noise_micro_batch": noise_micro_batch, "pgd_steps": pgd_steps,
-    "attack_samples": min(attack_samples, bundle.num_test), "accuracy_margin_points": 100 * accuracy_margin,
-    "min_update_saving": min_update_saving, "abs_min_update_saving": abs_update_saving, "z_threshold": z_threshold,
-})
+notebook.glue_all(
+    {
+        "num_seeds": len(seeds),
+        "epochs": epochs,
+        "small_batch": small_batch,
+        "max_batch": max_batch_size,
+        "lr": lr,
+        "large_lr": lr * max_batch_size / small_batch,
+        "warmup_epochs": warmup_epochs,
+        "growth_milestones_text": ", ".join(f"{m:g}" for m in growth_milestones),
+        "eigen_samples": eigen_samples,
+        "eigen_iterations": eigen_iterations,
+        "reference_eigen_samples": reference_eigen_samples,
+        "adversarial_fraction": adversarial_fraction,
+        "adversarial_eps": adversarial_eps,
+        "reference_eps": reference_eps,
+        "noise_micro_batch": noise_micro_batch,
+        "pgd_steps": pgd_steps,
+        "attack_samples": min(attack_samples, bundle.num_test),
+        "accuracy_margin_points": 100 * accuracy_margin,
+        "min_update_saving": min_update_saving,
+        "abs_min_update_saving": abs_update_saving,
+        "z_threshold": z_threshold,
+    }
+)
 
 # %%
 records = {label: experiments.sweep(configs) for label, configs in runs.items()}
-pd.Series([r["status"] for rs in records.values() for r in rs]).value_counts()
+statuses = pd.Series([r["status"] for rs in records.values() for r in rs], name="status")
+notebook.show(statuses.value_counts().reset_index())
 
 # %% [markdown]
 # ## What the controllers did
@@ -194,33 +279,56 @@ pd.Series([r["status"] for rs in records.values() for r in rs]).value_counts()
 
 # %%
 first = {label: experiments.history(records[label][0]) for label in ("ABS", "ABSA")}
-figure = plots.adaptive_schedules(first, {"eigenvalue": f"{eigen_samples} samples",
-                                          "eigenvalue_diagnostic": f"{reference_eigen_samples} samples"})
+figure = plots.adaptive_schedules(
+    first,
+    {
+        "eigenvalue": f"{eigen_samples} samples",
+        "eigenvalue_diagnostic": f"{reference_eigen_samples} samples",
+    },
+)
 plots.save_figure(figure, "adaptive_batch_schedules")
 
-# %%
-estimates = pd.concat([experiments.history(r).assign(method=label, seed=r["config"]["seed"])
-                       for label in ("ABS", "ABSA") for r in records[label]], ignore_index=True)
+# %% tags=["hide-input"]
+estimates = pd.concat(
+    [
+        experiments.history(r).assign(method=label, seed=r["config"]["seed"])
+        for label in ("ABS", "ABSA")
+        for r in records[label]
+    ],
+    ignore_index=True,
+)
 estimates = estimates.dropna(subset=["eigenvalue", "eigenvalue_diagnostic"])
 log_ratio = np.log(estimates["eigenvalue_diagnostic"] / estimates["eigenvalue"])
-spread = pd.DataFrame({
-    "estimates compared": [len(estimates)],
-    f"median |log({reference_eigen_samples}-sample / {eigen_samples}-sample)|": [float(np.median(np.abs(log_ratio)))],
-    "smallest ratio": [float(np.exp(log_ratio.min()))], "largest ratio": [float(np.exp(log_ratio.max()))],
-})
-spread.round(3)
+spread = pd.DataFrame(
+    {
+        "estimates compared": [len(estimates)],
+        f"median |log({reference_eigen_samples}-sample / {eigen_samples}-sample)|": [
+            float(np.median(np.abs(log_ratio)))
+        ],
+        "smallest ratio": [float(np.exp(log_ratio.min()))],
+        "largest ratio": [float(np.exp(log_ratio.max()))],
+    }
+)
+notebook.show(spread)
 
 # %% tags=["remove-input"]
-notebook.glue_all({"estimate_pairs": len(estimates), "ratio_min": float(np.exp(log_ratio.min())),
-                   "ratio_max": float(np.exp(log_ratio.max())),
-                   "ratio_median_factor": float(np.exp(np.median(np.abs(log_ratio))))})
+notebook.glue_all(
+    {
+        "estimate_pairs": len(estimates),
+        "ratio_min": float(np.exp(log_ratio.min())),
+        "ratio_max": float(np.exp(log_ratio.max())),
+        "ratio_median_factor": float(np.exp(np.median(np.abs(log_ratio)))),
+    }
+)
 
 # %% [markdown]
 # Over {glue:text}`estimate_pairs` epochs, the single-batch estimate differs from the
 # large-sample one on the same weights by a median factor {glue:text}`ratio_median_factor:.2f`,
 # from {glue:text}`ratio_min:.2f` to {glue:text}`ratio_max:.2f` times it. With a ratio
 # threshold of 2 such noise alone can trigger (or block) a doubling.
-#
+
+# %% [markdown]
+# (fig-d1)=
 # ## Accuracy against cost
 #
 # Test accuracy after every epoch against the parameter updates made so far and against the
@@ -228,11 +336,14 @@ notebook.glue_all({"estimate_pairs": len(estimates), "ratio_min": float(np.exp(l
 # its curve lies to the left.
 
 # %%
-figure = plots.tradeoff_curves({label: [experiments.history(r) for r in rs] for label, rs in records.items()},
-                               {"step": "parameter updates", "gradient_evaluations": "gradient evaluations"})
+figure = plots.tradeoff_curves(
+    {label: [experiments.history(r) for r in rs] for label, rs in records.items()},
+    {"step": "parameter updates", "gradient_evaluations": "gradient evaluations"},
+)
 plots.save_figure(figure, "adaptive_batch_tradeoff")
 
 # %% [markdown]
+# (fig-d2)=
 # ## The comparison
 #
 # Each trained network is attacked on the first {glue:text}`attack_samples` test points with
@@ -242,42 +353,68 @@ plots.save_figure(figure, "adaptive_batch_tradeoff")
 # (eigenvalue estimates and attack generation included, evaluation passes excluded) on this
 # machine. Mean ± standard error over seeds.
 
-# %%
+# %% tags=["hide-input"]
 rows = []
 for label, rs in records.items():
     for config, r in zip(runs[label], rs):
-        curve = robustness.robust_curve(config, epsilons, "pgd", num_points=attack_samples, steps=pgd_steps)
-        rows.append({"method": label, "seed": r["config"]["seed"], "status": r["status"],
-                     "test_accuracy": r["final"].get("test_accuracy", math.nan),
-                     "robust_accuracy": float(curve.loc[np.isclose(curve["epsilon"], reference_eps), "accuracy"].iloc[0]),
-                     "updates": r["final"]["steps"],
-                     "gradient_evaluations": r["history"][-1]["gradient_evaluations"],
-                     "wall_time_s": r["epoch_wall_time_s"][-1],
-                     "final_batch": r["history"][-1]["batch_size"],
-                     "top_eigenvalue": r["final"].get("hessian_top_eigenvalue", math.nan)})
+        curve = attack_study.robust_curve(
+            config, epsilons, "pgd", num_points=attack_samples, steps=pgd_steps
+        )
+        rows.append(
+            {
+                "method": label,
+                "seed": r["config"]["seed"],
+                "status": r["status"],
+                "test_accuracy": r["final"].get("test_accuracy", math.nan),
+                "robust_accuracy": float(
+                    curve.loc[
+                        np.isclose(curve["epsilon"], reference_eps), "accuracy"
+                    ].iloc[0]
+                ),
+                "updates": r["final"]["steps"],
+                "gradient_evaluations": r["history"][-1]["gradient_evaluations"],
+                "wall_time_s": r["epoch_wall_time_s"][-1],
+                "final_batch": r["history"][-1]["batch_size"],
+                "top_eigenvalue": r["final"].get("hessian_top_eigenvalue", math.nan),
+            }
+        )
 per_run = pd.DataFrame(rows)
-METRICS = {"test_accuracy": ("test accuracy (%)", 100, 1), "robust_accuracy": ("PGD robust accuracy (%)", 100, 1),
-           "updates": ("parameter updates", 1, 0), "gradient_evaluations": ("gradient evaluations (thousands)", 1e-3, 0),
-           "wall_time_s": ("training wall time (s)", 1, 1), "top_eigenvalue": ("final top eigenvalue", 1, 2),
-           "final_batch": ("final batch", 1, 0)}
+METRICS = {
+    "test_accuracy": ("test accuracy (%)", 100, 1),
+    "robust_accuracy": ("PGD robust accuracy (%)", 100, 1),
+    "updates": ("parameter updates", 1, 0),
+    "gradient_evaluations": ("gradient evaluations (thousands)", 1e-3, 0),
+    "wall_time_s": ("training wall time (s)", 1, 1),
+    "top_eigenvalue": ("final top eigenvalue", 1, 2),
+    "final_batch": ("final batch", 1, 0),
+}
 summary = analysis.seed_summary(per_run, "method", list(METRICS))
 
 
-def mean_sem(metric: str) -> list[str]:
-    _, scale, digits = METRICS[metric]
-    return [f"{scale * m:.{digits}f} ± {scale * s:.{digits}f}" if not math.isnan(s) else f"{scale * m:.{digits}f}"
-            for m, s in zip(summary[f"{metric}_mean"], summary[f"{metric}_sem"])]
-
-
-table = pd.DataFrame({"method": summary["method"], **{METRICS[m][0]: mean_sem(m) for m in METRICS},
-                      "seeds": summary["test_accuracy_n"]})
-table
+table = pd.DataFrame(
+    {
+        "method": summary["method"],
+        **{
+            label: notebook.mean_sem(summary, metric, scale, digits)
+            for metric, (label, scale, digits) in METRICS.items()
+        },
+        "seeds": summary["test_accuracy_n"],
+    }
+)
+notebook.show(table)
 
 # %%
-figure = plots.rows_with_error_bars(summary, "method", {
-    "test_accuracy": "test accuracy", "robust_accuracy": f"PGD robust accuracy (eps {reference_eps:g})",
-    "updates": "parameter updates", "gradient_evaluations": "gradient evaluations",
-    "top_eigenvalue": "final top Hessian eigenvalue"})
+figure = plots.rows_with_error_bars(
+    summary,
+    "method",
+    {
+        "test_accuracy": "test accuracy",
+        "robust_accuracy": f"PGD robust accuracy (eps {reference_eps:g})",
+        "updates": "parameter updates",
+        "gradient_evaluations": "gradient evaluations",
+        "top_eigenvalue": "final top Hessian eigenvalue",
+    },
+)
 plots.save_figure(figure, "adaptive_batch_comparison")
 
 # %% [markdown]
@@ -297,59 +434,126 @@ plots.save_figure(figure, "adaptive_batch_comparison")
 #   passes the same within-1-point test *and* ABSA spends fewer gradient evaluations (ratio of
 #   means above 1).
 
+
 # %%
 def values(label: str, metric: str) -> list[float]:
     return per_run.loc[per_run["method"] == label, metric].tolist()
 
 
 def within_margin(claim: str, treated: str, reference: str) -> analysis.Verdict:
-    return analysis.margin_verdict(claim, values(treated, "test_points"), values(reference, "test_points"),
-                                   quantity=f"test accuracy of {treated} vs {reference}",
-                                   margin=100 * accuracy_margin, z=z_threshold, unit=" points")
+    return analysis.margin_verdict(
+        claim,
+        values(treated, "test_points"),
+        values(reference, "test_points"),
+        quantity=f"test accuracy of {treated} vs {reference}",
+        margin=100 * accuracy_margin,
+        z=z_threshold,
+        unit=" points",
+        setting=f"accuracy: {treated} vs {reference}",
+    )
+
+
+def saving(
+    claim: str, more: str, fewer: str, metric: str, min_ratio: float
+) -> analysis.Verdict:
+    name = metric.replace("_", " ")
+    return analysis.ratio_verdict(
+        claim,
+        values(more, metric),
+        values(fewer, metric),
+        min_ratio=min_ratio,
+        quantity=f"{name} of {more} / {fewer}",
+        setting=f"{name}: {more} / {fewer}",
+    )
+
+
+def evidence(parts: list[analysis.Verdict]) -> str:
+    return "; ".join(f"{p.setting}: {p.evidence}, {p.outcome}" for p in parts)
 
 
 per_run["log_eigenvalue"] = np.log(per_run["top_eigenvalue"])
-per_run["test_points"], per_run["robust_points"] = 100 * per_run["test_accuracy"], 100 * per_run["robust_accuracy"]
-d1 = analysis.all_verdicts("D1", [
+per_run["test_points"] = 100 * per_run["test_accuracy"]
+per_run["robust_points"] = 100 * per_run["robust_accuracy"]
+d1_parts = [
     within_margin("D1", "ABSA", "small batch"),
-    analysis.ratio_verdict("D1", values("small batch", "updates"), values("ABSA", "updates"),
-                           quantity="updates of the small batch / ABSA", min_ratio=min_update_saving)])
-d2 = analysis.all_verdicts("D2", [
+    saving("D1", "small batch", "ABSA", "updates", min_update_saving),
+]
+d2_parts = [
     within_margin("D2", "ABS", "small batch"),
-    analysis.ratio_verdict("D2", values("small batch", "updates"), values("ABS", "updates"),
-                           quantity="updates of the small batch / ABS", min_ratio=abs_update_saving),
-    analysis.margin_verdict("D2", values("ABSA", "log_eigenvalue"), values("ABS", "log_eigenvalue"),
-                            quantity="log final top eigenvalue of ABSA vs ABS", higher_is_better=False,
-                            z=z_threshold),
-    analysis.margin_verdict("D2", values("ABSA", "robust_points"), values("ABS", "robust_points"),
-                            quantity="PGD robust accuracy of ABSA vs ABS", z=z_threshold, unit=" points")])
-d3_parts = {}
-for cheaper in ("batch growth", "noise scale"):
-    d3_parts[cheaper] = analysis.all_verdicts(f"D3 vs {cheaper}", [
+    saving("D2", "small batch", "ABS", "updates", abs_update_saving),
+    analysis.margin_verdict(
+        "D2",
+        values("ABSA", "log_eigenvalue"),
+        values("ABS", "log_eigenvalue"),
+        quantity="log final top eigenvalue",
+        higher_is_better=False,
+        z=z_threshold,
+        setting="log eigenvalue: ABSA vs ABS",
+    ),
+    analysis.margin_verdict(
+        "D2",
+        values("ABSA", "robust_points"),
+        values("ABS", "robust_points"),
+        quantity="PGD robust accuracy",
+        z=z_threshold,
+        unit=" points",
+        setting="robust accuracy: ABSA vs ABS",
+    ),
+]
+d3_parts = [
+    part
+    for cheaper in ("batch growth", "noise scale")
+    for part in (
         within_margin("D3", "ABSA", cheaper),
-        analysis.ratio_verdict("D3", values(cheaper, "gradient_evaluations"), values("ABSA", "gradient_evaluations"),
-                               quantity=f"gradient evaluations of {cheaper} / ABSA", min_ratio=1.0)])
-d3 = analysis.combine_verdicts("D3", list(d3_parts.values()))
-verdicts = [d1, d2, *d3_parts.values(), d3]
-pd.DataFrame([v.as_row() for v in verdicts])
+        saving("D3", cheaper, "ABSA", "gradient_evaluations", 1.0),
+    )
+]
+d1, d2, d3 = (
+    analysis.combine_verdicts(claim, parts)
+    for claim, parts in (("D1", d1_parts), ("D2", d2_parts), ("D3", d3_parts))
+)
+analysis.record_verdicts(
+    "05_adaptive_batch", [*d1_parts, d1, *d2_parts, d2, *d3_parts, d3], seeds
+)
 
 # %% tags=["remove-input"]
 means = summary.set_index("method")
-glued = {"verdict_d1": d1.outcome, "verdict_d2": d2.outcome, "verdict_d3": d3.outcome,
-         "d1_evidence": d1.evidence, "d2_evidence": d2.evidence,
-         **{f"verdict_d3_{k.replace(' ', '_')}": v.outcome for k, v in d3_parts.items()},
-         **{f"d3_{k.replace(' ', '_')}_evidence": v.evidence for k, v in d3_parts.items()}}
-for label, key in [("small batch", "small"), ("large batch, no scaling", "large"),
-                   ("large batch, linear + warmup", "goyal"), ("batch growth", "growth"),
-                   ("noise scale", "noise"), ("ABS", "abs"), ("ABSA", "absa")]:
-    glued.update({f"{key}_{metric}": means.loc[label, f"{metric}_mean"] for metric in METRICS})
+glued = {
+    "verdict_d1": d1.outcome,
+    "verdict_d2": d2.outcome,
+    "verdict_d3": d3.outcome,
+    "d1_evidence": evidence(d1_parts),
+    "d2_evidence": evidence(d2_parts),
+    "d3_evidence": evidence(d3_parts),
+}
+for label, key in [
+    ("small batch", "small"),
+    ("large batch, no scaling", "large"),
+    ("large batch, linear + warmup", "goyal"),
+    ("batch growth", "growth"),
+    ("noise scale", "noise"),
+    ("ABS", "abs"),
+    ("ABSA", "absa"),
+]:
+    glued.update(
+        {f"{key}_{metric}": means.loc[label, f"{metric}_mean"] for metric in METRICS}
+    )
     glued[f"{key}_acc_points"] = 100 * means.loc[label, "test_accuracy_mean"]
     glued[f"{key}_robust_points"] = 100 * means.loc[label, "robust_accuracy_mean"]
     glued[f"{key}_gev_millions"] = 1e-6 * means.loc[label, "gradient_evaluations_mean"]
-for label, key in [("ABS", "abs"), ("ABSA", "absa"), ("batch growth", "growth"), ("noise scale", "noise")]:
-    glued[f"{key}_update_saving"] = means.loc["small batch", "updates_mean"] / means.loc[label, "updates_mean"]
-    glued[f"{key}_gev_ratio"] = (means.loc[label, "gradient_evaluations_mean"]
-                                 / means.loc["small batch", "gradient_evaluations_mean"])
+for label, key in [
+    ("ABS", "abs"),
+    ("ABSA", "absa"),
+    ("batch growth", "growth"),
+    ("noise scale", "noise"),
+]:
+    glued[f"{key}_update_saving"] = (
+        means.loc["small batch", "updates_mean"] / means.loc[label, "updates_mean"]
+    )
+    glued[f"{key}_gev_ratio"] = (
+        means.loc[label, "gradient_evaluations_mean"]
+        / means.loc["small batch", "gradient_evaluations_mean"]
+    )
 notebook.glue_all(glued)
 
 # %% [markdown]
@@ -374,9 +578,7 @@ notebook.glue_all(glued)
 # {glue:text}`noise_gev_ratio:.2f` times, for {glue:text}`growth_acc_points:.1f`% and
 # {glue:text}`noise_acc_points:.1f`% test accuracy with {glue:text}`growth_update_saving:.1f` and
 # {glue:text}`noise_update_saving:.1f` times fewer updates than the baseline.
-# **D3: {glue:text}`verdict_d3`** (against the growth schedule: {glue:text}`verdict_d3_batch_growth`,
-# {glue:text}`d3_batch_growth_evidence`; against the noise-scale controller:
-# {glue:text}`verdict_d3_noise_scale`, {glue:text}`d3_noise_scale_evidence`).
+# **D3: {glue:text}`verdict_d3`** ({glue:text}`d3_evidence`).
 #
 # For context, the fixed large batch without scaling reaches {glue:text}`large_acc_points:.1f`%
 # and with linear scaling and warmup {glue:text}`goyal_acc_points:.1f`%, both in

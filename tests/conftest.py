@@ -1,7 +1,11 @@
 """Shared test set-up."""
 
+import os
+
 import pytest
 import torch
+
+from largebatch import reproduce
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -11,3 +15,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def smoke_book(tmp_path_factory):
+    """Execute every chapter with the smoke profile and build the book from the outputs."""
+    folder = tmp_path_factory.mktemp("smoke")
+    os.environ["LARGEBATCH_CACHE_DIR"] = str(folder / "cache")
+    status = reproduce.main(["--profile", "smoke", "--jobs", "2", "--out", str(folder / "executed"), "--build",
+                             "--book-output", str(folder / "book")])
+    return status, folder

@@ -6,10 +6,7 @@ formats (idx, python pickles, .mat), so no download is needed.
 
 from __future__ import annotations
 
-import gzip
-import pickle
 import random
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -19,41 +16,10 @@ import torch
 from largebatch import data
 from largebatch.data import DataNotFoundError, load
 
+from fakedata import cifar_images, make_idx_set, write_idx, write_pickle
+
 
 # --------------------------------------------------------------------------- helpers
-
-
-def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> None:
-    """Write ``array`` (uint8) as an idx file: magic 0x0000 08 <ndim>, big-endian dims, bytes."""
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
-    header += struct.pack(">" + "I" * array.ndim, *array.shape)
-    payload = header + array.tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if compress:
-        with gzip.open(path.with_name(path.name + ".gz"), "wb") as handle:
-            handle.write(payload)
-    else:
-        path.write_bytes(payload)
-
-
-def make_idx_set(folder: Path, compress: bool = False, n_train: int = 6, n_test: int = 4):
-    """Write the four MNIST idx files with distinct, checkable content; return the arrays."""
-    rng = np.random.default_rng(0)
-    arrays = {}
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
-        labels = (np.arange(n) * 3 % 10).astype(np.uint8)
-        write_idx(folder / f"{prefix}-images-idx3-ubyte", images, compress)
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte", labels, compress)
-        arrays[prefix] = (images, labels)
-    return arrays
-
-
-def write_pickle(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as handle:
-        pickle.dump(obj, handle)
 
 
 def channel_stats(x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -247,10 +213,6 @@ def test_read_idx_header_and_dims(tmp_path):
 
 
 # --------------------------------------------------------------------------- CIFAR-10 / CIFAR-100
-
-
-def cifar_images(n: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8)
 
 
 def test_cifar10_pickles_and_pixel_layout(tmp_path):

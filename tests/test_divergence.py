@@ -5,9 +5,6 @@ import hashlib
 import json
 import math
 
-import pandas as pd
-import pytest
-
 from largebatch import analysis, experiments
 from largebatch.config import RunConfig
 from largebatch.train import divergence_threshold
@@ -46,23 +43,9 @@ def test_the_default_factor_keeps_old_cache_keys_and_another_changes_them():
     assert RunConfig(batch_size=64, divergence_factor=20.0).key() != old_key
 
 
-def frame() -> pd.DataFrame:
-    return pd.DataFrame({"batch_size": [32, 32, 32, 512, 512],
-                         "status": ["completed", "completed", "diverged", "diverged", "target_reached"],
-                         "test_accuracy": [0.8, 0.6, 0.1, 0.1, 0.5]})
-
-
-def test_seed_summary_excludes_diverged_runs_and_counts_them():
-    summary = analysis.seed_summary(frame(), "batch_size", ["test_accuracy"])
-    assert summary["test_accuracy_mean"].tolist() == pytest.approx([0.7, 0.5])
-    assert summary["test_accuracy_n"].tolist() == [2, 1]
-    assert summary["n_diverged"].tolist() == [1, 1]
-
-
-def test_excluded_runs_are_reported():
-    kept, excluded = analysis.exclude_diverged(frame())
-    assert excluded == 2 and (kept["status"] != "diverged").all() and len(kept) == 3
-    assert analysis.diverged_note(frame()) == "2 of 5 runs diverged and are excluded from the means."
-    assert analysis.diverged_note(frame().iloc[:2]) == ""
-    no_status = frame().drop(columns="status")
-    assert "n_diverged" not in analysis.seed_summary(no_status, "batch_size", ["test_accuracy"])
+def test_summaries_leave_the_exploded_run_out_and_count_it(tmp_path):
+    records = experiments.sweep([EXPLODING, EXPLODING.replace(lr=0.05)], tmp_path, progress=False)
+    frame = analysis.records_frame(records).assign(group="all")
+    summary = analysis.seed_summary(frame, "group", ["test_accuracy"])
+    assert summary["excluded"].tolist() == [1] and summary["test_accuracy_n"].tolist() == [1]
+    assert summary["test_accuracy_mean"].tolist() == [records[1]["final"]["test_accuracy"]]

@@ -1,9 +1,10 @@
-"""Notebook parameter checks: a wrong type or value names the parameter."""
+"""Notebook helpers: a wrong parameter type or value names the parameter; tables without index."""
 
+import pandas as pd
 import pytest
 
 from largebatch.config import ConfigError
-from largebatch.notebook import check_choice, check_parameters, check_positive, require
+from largebatch.notebook import check_choice, check_parameters, check_positive, mean_sem, require, show
 
 
 def test_check_parameters_accepts_matching_values():
@@ -36,3 +37,16 @@ def test_require_raises_the_message():
     require(True, "never shown")
     with pytest.raises(ConfigError, match="parameter top_k must be <= 5, got 7"):
         require(False, "parameter top_k must be <= 5, got 7")
+
+
+def test_show_hides_the_index_and_rounds_to_significant_digits():
+    frame = pd.DataFrame({"run": ["a", "b"], "value": [0.000123456, 98765.4321], "n": [3, 2]})
+    html = show(frame.set_index("run")).to_html()
+    assert "row_heading" not in html and ">run<" in html  # a named index becomes a column
+    assert ">0.000123<" in html and ">9.88e+04<" in html and ">3<" in html
+    assert ">nan<" not in show(pd.DataFrame({"x": [float("nan")]})).to_html()
+
+
+def test_mean_sem_formats_each_row_and_drops_an_unknown_error():
+    summary = pd.DataFrame({"acc_mean": [0.9123, 0.8], "acc_sem": [0.0051, float("nan")]})
+    assert mean_sem(summary, "acc", scale=100, digits=1) == ["91.2 ± 0.5", "80.0"]

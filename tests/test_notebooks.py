@@ -8,7 +8,7 @@ import jupytext
 import papermill
 import pytest
 
-from largebatch import reproduce
+from largebatch import claims, reproduce
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted((ROOT / "notebooks").glob("*.py"))
@@ -85,20 +85,8 @@ def test_bad_parameters_fail_in_the_first_cells(tmp_path, monkeypatch, parameter
         papermill.execute_notebook(str(source), str(tmp_path / "out.ipynb"), parameters=parameters,
                                    cwd=str(source.parent), progress_bar=False, kernel_name="python3")
     assert message in str(failure.value)
-    assert failure.value.exec_count <= 3  # parameters, injected parameters, then the first check
+    assert failure.value.exec_count <= 4  # Colab install cell, parameters, injected parameters, first check
     assert not (tmp_path / "cache").exists()
-
-
-@pytest.fixture(scope="session")
-def smoke_book(tmp_path_factory):
-    """Execute every chapter with the smoke profile and build the book from the outputs."""
-    folder = tmp_path_factory.mktemp("smoke")
-    import os
-
-    os.environ["LARGEBATCH_CACHE_DIR"] = str(folder / "cache")
-    status = reproduce.main(["--profile", "smoke", "--out", str(folder / "executed"), "--build",
-                             "--book-output", str(folder / "book")])
-    return status, folder
 
 
 @pytest.mark.slow
@@ -108,11 +96,26 @@ def test_smoke_profile_executes_every_notebook_and_the_book_builds_with_W(smoke_
     html = folder / "book" / "_build" / "html"
     assert (html / "index.html").exists()
     for name in reproduce.chapter_notebooks(ROOT):
-        page = html / "book" / "notebooks" / f"{name}.html"
+        page = html / "notebooks" / f"{name}.html"
         assert page.exists(), f"{name} missing from the book"
         text = page.read_text()
-        assert "<img" in text, f"{name} shows no figure"
+        if not name.endswith("summary"):  # the summary is a table
+            assert "<img" in text, f"{name} shows no figure"
         assert "Traceback" not in text and "output traceback" not in text, f"{name} shows an error"
+
+
+@pytest.mark.slow
+def test_summary_links_lead_to_figure_anchors_of_the_chapters(smoke_book):
+    status, folder = smoke_book
+    pages = folder / "book" / "_build" / "html" / "notebooks"
+    summary = (pages / "06_summary.html").read_text()
+    links = re.findall(r'href="(\d\d_\w+)\.html#(fig-[\w-]+)"', summary)
+    assert {anchor for _, anchor in links} == {c.figure for c in claims.CLAIMS.values()}
+    for chapter, anchor in links:
+        if chapter in reproduce.chapter_notebooks(ROOT):
+            assert f'id="{anchor}"' in (pages / f"{chapter}.html").read_text(), (chapter, anchor)
+    missing = {c.chapter for c in claims.CLAIMS.values()} - set(reproduce.chapter_notebooks(ROOT))
+    assert (">not run</td>" in summary) == bool(missing)  # a chapter not in the book: "not run"
 
 
 @pytest.mark.slow

@@ -1,10 +1,15 @@
-"""Analysis shared by the chapters: sweeps, seed summaries, fits, verdicts, cached measurements.
+"""Statistics and verdicts shared by every chapter, plus sweeps, fits and cached measurements.
 
-The chapter notebooks stay thin: they build configurations with
-:func:`batch_size_sweep`, run them through :mod:`largebatch.experiments`, summarize
-the records over seeds with :func:`seed_summary`, and turn measured numbers into a
-verdict with a criterion stated in advance (:func:`correlation_verdict`,
-:func:`improvement_verdict`, :func:`closure_verdict`). Post-hoc measurements of a
+The one place where measured numbers become verdicts. The chapter notebooks build
+configurations with :func:`batch_size_sweep`, run them through
+:mod:`largebatch.experiments`, summarize the records over seeds with
+:func:`seed_summary` (diverged runs left out and counted), compare groups with
+:func:`difference` (Welch) or :func:`spearman`, and turn the numbers into a
+:class:`Verdict` on a claim of :mod:`largebatch.claims` with a criterion stated in
+advance (:func:`correlation_verdict`, :func:`difference_verdict`,
+:func:`improvement_verdict`, :func:`margin_verdict`, :func:`ratio_verdict`,
+:func:`closure_verdict`, :func:`constant_verdict`, :func:`combine_verdicts`). :func:`record_verdicts` shows a chapter's verdicts and
+writes them to the file the reproduction summary reads. Post-hoc measurements of a
 finished run (sharpness, landscapes, spectra) are cached next to its record with
 :func:`measure`, so re-executing a chapter does not recompute them.
 
@@ -15,26 +20,30 @@ Distances from the initialization (Hoffer et al. 2017) are fitted with a log law
 
 from __future__ import annotations
 
+import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
 
-from largebatch import experiments, run_cache
+from largebatch import claims, experiments, run_cache
 from largebatch.config import RunConfig
 
-OUTCOMES = ("reproduced", "partly reproduced", "not reproduced", "inconclusive")
+NOT_REPRODUCED = "not reproduced at this scale"
+MIN_SEEDS = 3  # a verdict resting on fewer seeds is recorded as inconclusive
+OUTCOMES = ("reproduced", "partly reproduced", NOT_REPRODUCED, "inconclusive")
 
 __all__ = [
-    "Correlation", "Difference", "LogLawFit", "PowerLawFit", "Verdict", "all_verdicts", "batch_size_sweep",
-    "closure_verdict", "combine_verdicts", "correlation_verdict", "difference", "distance_curve",
-    "diverged_note", "exclude_diverged",
-    "fit_log_law", "fit_power_law", "improvement_verdict", "margin_verdict", "measure", "ratio_verdict",
-    "records_frame",
-    "seed_summary", "spearman",
+    "MIN_SEEDS", "NOT_REPRODUCED", "OUTCOMES", "Correlation", "Difference", "LogLawFit", "PowerLawFit",
+    "Verdict", "batch_size_effect", "batch_size_sweep", "closure_verdict", "combine_verdicts",
+    "constant_verdict", "correlation_verdict", "difference", "difference_of_differences",
+    "difference_verdict", "distance_curve", "fit_log_law", "fit_power_law",
+    "improvement_verdict", "margin_verdict", "measure", "ratio_verdict", "record_verdicts", "records_frame", "seed_summary",
+    "select", "spearman", "spread_of_means",
 ]
 
 
@@ -70,63 +79,74 @@ def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     frame["reached_target"] = frame["status"] == "target_reached"
     if "train_accuracy" in frame and "test_accuracy" in frame:
         frame["generalization_gap"] = frame["train_accuracy"] - frame["test_accuracy"]
-    frame["model_name"] = [
-        r["config"]["model"] + (" (" + ", ".join(f"{k}={v}" for k, v in sorted(r["config"]["model_options"].items())) + ")"
-                                if r["config"]["model_options"] else "")
-        for r in records]
+    frame["model_name"] = [_model_name(r["config"]) for r in records]
     return frame
 
 
-def exclude_diverged(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """The rows of runs that did not diverge, and how many diverged rows were left out.
-
-    A run is diverged when its ``status`` column says so (see ``train.fit``); a frame
-    without a ``status`` column is returned whole.
-    """
-    if "status" not in frame:
-        return frame, 0
-    diverged = frame["status"] == "diverged"
-    return frame[~diverged], int(diverged.sum())
-
-
-def diverged_note(frame: pd.DataFrame) -> str:
-    """A sentence for verdict texts and captions: how many runs diverged and were excluded
-    (empty when none did)."""
-    _, excluded = exclude_diverged(frame)
-    if excluded == 0:
-        return ""
-    return f"{excluded} of {len(frame)} runs diverged and are excluded from the means."
+def _model_name(config: dict[str, Any]) -> str:
+    options = ", ".join(f"{k}={v}" for k, v in sorted(config["model_options"].items()))
+    return config["model"] + (f" ({options})" if options else "")
 
 
 def seed_summary(frame: pd.DataFrame, by: str | Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
     """Mean, standard deviation, standard error and count of ``metrics`` per group (over seeds).
 
     Columns are ``<metric>_mean``, ``<metric>_std`` (ddof 1), ``<metric>_sem``
-    (std / sqrt(n)) and ``<metric>_n``; std and sem are NaN for a single value,
-    NaN values are left out. Diverged runs (``status`` column) are left out of every
-    metric, and ``n_diverged`` counts them per group. Groups keep their order of first appearance.
+    (std / sqrt(n)), ``<metric>_n`` and ``excluded``: rows whose ``status`` is
+    ``"diverged"`` are left out of every statistic and counted there. Remaining NaN
+    values are left out too; std and sem are NaN for a single value. Groups keep their
+    order of first appearance.
     """
     by = [by] if isinstance(by, str) else list(by)
     missing = [m for m in [*by, *metrics] if m not in frame]
     if missing:
         raise KeyError(f"columns not in the table: {missing}")
+    diverged = (frame["status"] == "diverged") if "status" in frame else pd.Series(False, frame.index)
     rows = []
     for key, group in frame.groupby(by, sort=False):
         key = key if isinstance(key, tuple) else (key,)
         row = dict(zip(by, key))
-        group, excluded = exclude_diverged(group)
-        if "status" in frame:
-            row["n_diverged"] = excluded
+        kept = group[~diverged.loc[group.index]]
         for metric in metrics:
-            values = pd.to_numeric(group[metric], errors="coerce").dropna()
+            values = pd.to_numeric(kept[metric], errors="coerce").dropna()
             n = len(values)
             std = float(values.std(ddof=1)) if n > 1 else math.nan
             row[f"{metric}_mean"] = float(values.mean()) if n else math.nan
             row[f"{metric}_std"] = std
             row[f"{metric}_sem"] = std / math.sqrt(n) if n > 1 else math.nan
             row[f"{metric}_n"] = n
+        row["excluded"] = int(len(group) - len(kept))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def select(frame: pd.DataFrame, **where: Any) -> pd.DataFrame:
+    """Rows whose columns equal the given values (floats compared with ``np.isclose``)."""
+    mask = pd.Series(True, index=frame.index)
+    for column, value in where.items():
+        if column not in frame.columns:
+            raise KeyError(f"no column {column!r}; columns: {list(frame.columns)}")
+        if isinstance(value, float):
+            mask &= np.isclose(frame[column].astype(float), value)
+        else:
+            mask &= frame[column] == value
+    return frame[mask]
+
+
+def batch_size_effect(frame: pd.DataFrame, metric: str, small: int, large: int,
+                      **where: Any) -> Difference:
+    """``metric`` at batch size ``large`` minus at ``small`` (:func:`difference`), over the
+    rows matching ``where``."""
+    rows = select(frame, **where)
+    return difference(select(rows, batch_size=large)[metric], select(rows, batch_size=small)[metric])
+
+
+def spread_of_means(frame: pd.DataFrame, metric: str, by: str = "batch_size", **where: Any) -> float:
+    """Largest minus smallest group mean of ``metric`` (groups ``by``), over rows matching ``where``."""
+    means = select(frame, **where).groupby(by)[metric].mean().dropna()
+    if means.empty:
+        raise ValueError(f"no finite {metric} among the rows matching {where}")
+    return float(means.max() - means.min())
 
 
 # ------------------------------------------------------------------ fits
@@ -193,48 +213,82 @@ def distance_curve(record: dict[str, Any]) -> pd.DataFrame:
 
 
 class Correlation(NamedTuple):
-    """Spearman rank correlation ``rho``, its two-sided p-value and the number of pairs."""
+    """Spearman rank correlation ``rho``, its two-sided p-value, the number of pairs used
+    and of pairs left out (NaN: diverged runs)."""
 
     rho: float
     p_value: float
     n: int
+    excluded: int = 0
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> Correlation:
-    """Spearman's rank correlation of paired values (NaN pairs dropped)."""
+    """Spearman's rank correlation of paired values (NaN pairs dropped and counted)."""
     from scipy import stats
 
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     keep = np.isfinite(x) & np.isfinite(y)
+    excluded = int((~keep).sum())
     x, y = x[keep], y[keep]
     if len(x) < 3 or len(np.unique(x)) < 2 or len(np.unique(y)) < 2:
-        return Correlation(math.nan, math.nan, int(len(x)))
+        return Correlation(math.nan, math.nan, int(len(x)), excluded)
     result = stats.spearmanr(x, y)
-    return Correlation(float(result.statistic), float(result.pvalue), int(len(x)))
+    return Correlation(float(result.statistic), float(result.pvalue), int(len(x)), excluded)
 
 
 class Difference(NamedTuple):
-    """``mean(a) - mean(b)`` and its standard error ``sqrt(s_a^2/n_a + s_b^2/n_b)``."""
+    """``mean_a - mean_b`` of two independent samples with Welch's standard error
+    ``sqrt(s_a^2/n_a + s_b^2/n_b)`` (NaN when a sample has fewer than two values);
+    ``excluded`` counts the NaN values (diverged runs) left out."""
 
     mean: float
     std_error: float
+    mean_a: float
+    mean_b: float
+    n_a: int
+    n_b: int
+    excluded: int = 0
+
+    @property
+    def z(self) -> float:
+        """The difference in standard errors (NaN when the error is unknown)."""
+        if not math.isfinite(self.std_error):
+            return math.nan
+        if self.std_error == 0:
+            return 0.0 if self.mean == 0 else math.copysign(math.inf, self.mean)
+        return self.mean / self.std_error
 
 
 def difference(a: Sequence[float], b: Sequence[float]) -> Difference:
     """Difference of two groups' means (e.g. test accuracies over seeds) with Welch's standard error.
 
-    NaN values (diverged runs) are left out. The error is NaN when a group has fewer
-    than two values: one seed says nothing about the noise, so a verdict built on it
-    comes out inconclusive rather than significant.
+    NaN values (diverged runs) are left out and counted. The error is NaN when a group
+    has fewer than two values: one seed says nothing about the noise, so a verdict
+    built on it comes out inconclusive rather than significant.
     """
     a, b = (np.asarray(v, dtype=float) for v in (a, b))
+    excluded = int((~np.isfinite(a)).sum() + (~np.isfinite(b)).sum())
     a, b = a[np.isfinite(a)], b[np.isfinite(b)]
     if len(a) == 0 or len(b) == 0:
         raise ValueError("both groups need at least one finite value")
-    if len(a) < 2 or len(b) < 2:
-        return Difference(float(a.mean() - b.mean()), math.nan)
-    variance = float(a.var(ddof=1)) / len(a) + float(b.var(ddof=1)) / len(b)
-    return Difference(float(a.mean() - b.mean()), math.sqrt(variance))
+    error = (math.sqrt(float(a.var(ddof=1)) / len(a) + float(b.var(ddof=1)) / len(b))
+             if len(a) > 1 and len(b) > 1 else math.nan)
+    return Difference(float(a.mean() - b.mean()), error, float(a.mean()), float(b.mean()),
+                      len(a), len(b), excluded)
+
+
+def difference_of_differences(a1: Sequence[float], b1: Sequence[float], a2: Sequence[float],
+                              b2: Sequence[float]) -> Difference:
+    """``(mean a1 - mean b1) - (mean a2 - mean b2)`` over four independent samples.
+
+    ``mean_a`` and ``mean_b`` are the two inner differences, the error is Welch's over
+    the four variances, ``n_a``/``n_b`` the smaller sample of each inner difference.
+    """
+    first, second = difference(a1, b1), difference(a2, b2)
+    error = math.sqrt(first.std_error ** 2 + second.std_error ** 2)
+    return Difference(first.mean - second.mean, error, first.mean, second.mean,
+                      min(first.n_a, first.n_b), min(second.n_a, second.n_b),
+                      first.excluded + second.excluded)
 
 
 # ------------------------------------------------------------------ verdicts
@@ -242,57 +296,143 @@ def difference(a: Sequence[float], b: Sequence[float]) -> Difference:
 
 @dataclass(frozen=True)
 class Verdict:
-    """The outcome of testing one claim against a criterion fixed before the runs."""
+    """The outcome of testing one registered claim against a criterion fixed before the runs.
 
-    claim: str
+    ``setting`` names the setting of a per-setting verdict ("" for the claim's overall
+    verdict); ``value`` is the deciding number (e.g. a difference or a correlation),
+    ``spread`` its standard error over seeds (NaN when not defined), ``measured`` says
+    what the value is, ``excluded`` counts diverged runs left out.
+    """
+
+    claim: str  # an id of largebatch.claims.CLAIMS
     outcome: str  # one of OUTCOMES
     criterion: str  # what was required, in words
     evidence: str  # the measured numbers, in words
+    setting: str = ""
+    value: float = math.nan
+    spread: float = math.nan
+    measured: str = ""
+    excluded: int = 0
 
     def __post_init__(self) -> None:
+        claims.claim(self.claim)
         if self.outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {OUTCOMES}, got {self.outcome!r}")
 
-    def as_row(self) -> dict[str, str]:
-        return {"claim": self.claim, "verdict": self.outcome, "criterion": self.criterion,
-                "evidence": self.evidence}
+    def as_row(self) -> dict[str, Any]:
+        return {"claim": self.claim, "setting": self.setting, "verdict": self.outcome,
+                "value": self.value, "spread": self.spread, "excluded": self.excluded,
+                "criterion": self.criterion, "evidence": self.evidence}
+
+
+def _exclusions(count: int) -> str:
+    return f"; {count} diverged run{'s' if count != 1 else ''} excluded" if count else ""
 
 
 def correlation_verdict(claim: str, x: Sequence[float], y: Sequence[float], *, quantity: str,
                         against: str = "batch size", min_rho: float = 0.5, alpha: float = 0.05,
-                        min_points: int = 4) -> Verdict:
+                        min_points: int = 4, setting: str = "") -> Verdict:
     """Claim "``y`` (``quantity``) grows with ``x`` (``against``)": Spearman rho >= ``min_rho``, p < ``alpha``.
 
-    The p-value is two-sided. ``not reproduced`` otherwise; ``inconclusive`` with
-    fewer than ``min_points`` valid pairs or fewer than two distinct values.
+    The p-value is two-sided. Not reproduced otherwise; ``inconclusive`` with fewer
+    than ``min_points`` valid pairs or fewer than two distinct values.
     """
     result = spearman(x, y)
     criterion = f"Spearman rho between {against} and {quantity} >= {min_rho} with p < {alpha}"
+    measured = f"Spearman rho, {against} vs {quantity}"
     if result.n < min_points or math.isnan(result.rho):
         return Verdict(claim, "inconclusive", criterion,
-                       f"only {result.n} usable runs for {quantity}")
-    evidence = f"rho = {result.rho:.2f}, p = {result.p_value:.2g} over {result.n} runs"
-    outcome = "reproduced" if result.rho >= min_rho and result.p_value < alpha else "not reproduced"
-    return Verdict(claim, outcome, criterion, evidence)
+                       f"only {result.n} usable runs for {quantity}{_exclusions(result.excluded)}",
+                       setting, measured=measured, excluded=result.excluded)
+    evidence = (f"rho = {result.rho:.2f}, p = {result.p_value:.2g} over {result.n} runs"
+                f"{_exclusions(result.excluded)}")
+    outcome = "reproduced" if result.rho >= min_rho and result.p_value < alpha else NOT_REPRODUCED
+    return Verdict(claim, outcome, criterion, evidence, setting, result.rho, math.nan, measured,
+                   result.excluded)
+
+
+def difference_verdict(claim: str, diff: Difference, *, expected_sign: int = 1,
+                       quantity: str = "test accuracy", z: float = 2.0, scale: float = 100.0,
+                       unit: str = "points", setting: str = "") -> Verdict:
+    """Claim "``diff`` has the sign ``expected_sign``": beyond ``z`` standard errors that way.
+
+    Not reproduced when it is beyond ``z`` standard errors the other way;
+    ``inconclusive`` within the seed noise (or when the error is unknown). The
+    evidence shows the difference times ``scale`` in ``unit``.
+    """
+    if expected_sign not in (1, -1):
+        raise ValueError(f"expected_sign must be +1 or -1, got {expected_sign!r}")
+    direction = "higher" if expected_sign > 0 else "lower"
+    criterion = f"mean {quantity} {direction} by more than {z:g} standard errors over seeds"
+    evidence = (f"difference {scale * diff.mean:+.3g} ± {scale * diff.std_error:.2g} {unit} "
+                f"(z = {diff.z:.2f}, {diff.n_a} vs {diff.n_b} runs){_exclusions(diff.excluded)}")
+    if expected_sign * diff.z >= z:
+        outcome = "reproduced"
+    elif expected_sign * diff.z <= -z:
+        outcome = NOT_REPRODUCED
+    else:
+        outcome = "inconclusive"
+    return Verdict(claim, outcome, criterion, evidence, setting, scale * diff.mean,
+                   scale * diff.std_error, f"{quantity} difference ({unit})", diff.excluded)
 
 
 def improvement_verdict(claim: str, treated: Sequence[float], reference: Sequence[float], *,
-                        quantity: str = "test accuracy", z: float = 2.0) -> Verdict:
-    """Claim "``treated`` is higher than ``reference``": difference of means > ``z`` standard errors.
+                        quantity: str = "test accuracy", z: float = 2.0, setting: str = "") -> Verdict:
+    """Claim "``treated`` is higher than ``reference``" (accuracies over seeds, in points):
+    :func:`difference_verdict` of their :func:`difference`."""
+    return difference_verdict(claim, difference(treated, reference), quantity=quantity, z=z,
+                              setting=setting)
 
-    ``not reproduced`` when it is lower by more than ``z`` standard errors;
-    ``inconclusive`` when the difference is within the seed noise.
+
+def margin_verdict(claim: str, treated: Sequence[float], reference: Sequence[float], *, quantity: str,
+                   margin: float = 0.0, higher_is_better: bool = True, z: float = 2.0,
+                   unit: str = "", setting: str = "") -> Verdict:
+    """Claim "``treated`` is better than ``reference`` by more than ``-margin``" (values over seeds).
+
+    ``margin = 0``: better (e.g. a lower eigenvalue with ``higher_is_better=False``);
+    ``margin > 0``: not worse by ``margin`` or more (non-inferiority, e.g. "within 1
+    point" on accuracies in points). Reproduced when the difference in the good
+    direction exceeds ``-margin`` by more than ``z`` Welch standard errors, not
+    reproduced when it falls below ``-margin`` by more than that, else inconclusive
+    (also with fewer than two seeds a side). The value is the plain difference.
     """
     diff = difference(treated, reference)
-    criterion = f"mean {quantity} higher by more than {z:g} standard errors over seeds"
-    evidence = f"difference {100 * diff.mean:+.1f} ± {100 * diff.std_error:.1f} points"
-    if diff.mean > z * diff.std_error:
+    gain = diff.mean if higher_is_better else -diff.mean
+    direction = "higher" if higher_is_better else "lower"
+    criterion = (f"mean {quantity} {direction} than the reference" if margin == 0 else
+                 f"mean {quantity} not worse than the reference by {margin:g}{unit} or more")
+    criterion += f", beyond {z:g} standard errors over seeds"
+    evidence = (f"difference {diff.mean:+.4g} ± {diff.std_error:.2g}{unit} "
+                f"({diff.n_a} vs {diff.n_b} runs){_exclusions(diff.excluded)}")
+    if gain + margin > z * diff.std_error:
         outcome = "reproduced"
-    elif diff.mean < -z * diff.std_error:
-        outcome = "not reproduced"
+    elif gain + margin < -z * diff.std_error:
+        outcome = NOT_REPRODUCED
     else:
         outcome = "inconclusive"
-    return Verdict(claim, outcome, criterion, evidence)
+    return Verdict(claim, outcome, criterion, evidence, setting, diff.mean, diff.std_error,
+                   f"{quantity} difference", diff.excluded)
+
+
+def ratio_verdict(claim: str, numerator: Sequence[float], denominator: Sequence[float], *,
+                  quantity: str, min_ratio: float, setting: str = "") -> Verdict:
+    """Claim "``mean(numerator) / mean(denominator)`` is at least ``min_ratio``" (e.g. update savings).
+
+    For counts that barely vary over seeds (parameter updates, gradient evaluations):
+    the ratio of means is compared with the threshold, no significance test. Non-finite
+    values (diverged runs) are left out and counted.
+    """
+    a, b = (np.asarray(v, dtype=float) for v in (numerator, denominator))
+    excluded = int(np.sum(~np.isfinite(a)) + np.sum(~np.isfinite(b)))
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    criterion = f"{quantity} at least {min_ratio:g}x"
+    if len(a) == 0 or len(b) == 0 or b.mean() <= 0:
+        return Verdict(claim, "inconclusive", criterion, f"no usable runs for {quantity}", setting,
+                       measured=quantity, excluded=excluded)
+    ratio = float(a.mean() / b.mean())
+    evidence = f"{ratio:.2f}x (means {a.mean():.4g} / {b.mean():.4g}){_exclusions(excluded)}"
+    return Verdict(claim, "reproduced" if ratio >= min_ratio else NOT_REPRODUCED, criterion, evidence,
+                   setting, ratio, math.nan, quantity, excluded)
 
 
 def closure_verdict(claim: str, baseline: Sequence[float], no_fix: Sequence[float],
@@ -304,17 +444,20 @@ def closure_verdict(claim: str, baseline: Sequence[float], no_fix: Sequence[floa
       standard errors (the gap is closed);
     * ``partly reproduced``: the fix beats ``no_fix`` by more than ``z`` standard
       errors but stays below the baseline;
-    * ``not reproduced``: otherwise.
+    * not reproduced: otherwise.
+
+    The value is the remaining gap (baseline minus fixed) in points.
     """
     gap = difference(baseline, no_fix)
     remaining = difference(baseline, fixed)
     gained = difference(fixed, no_fix)
     closed = gained.mean / gap.mean if gap.mean != 0 else math.nan
+    excluded = gap.excluded + int(np.sum(~np.isfinite(np.asarray(fixed, dtype=float))))
     criterion = (f"gap beyond {z:g} standard errors, and the fixed run within {z:g} standard errors "
                  "of the baseline (partly: better than no fix by that margin)")
     evidence = (f"gap {100 * gap.mean:.1f} ± {100 * gap.std_error:.1f} points, remaining "
                 f"{100 * remaining.mean:.1f} ± {100 * remaining.std_error:.1f} points "
-                f"({100 * closed:.0f}% closed)")
+                f"({100 * closed:.0f}% closed){_exclusions(excluded)}")
     if gap.mean <= z * gap.std_error:
         outcome = "inconclusive"
     elif remaining.mean <= z * remaining.std_error:
@@ -322,82 +465,38 @@ def closure_verdict(claim: str, baseline: Sequence[float], no_fix: Sequence[floa
     elif gained.mean > z * gained.std_error:
         outcome = "partly reproduced"
     else:
-        outcome = "not reproduced"
-    return Verdict(claim, outcome, criterion, evidence)
+        outcome = NOT_REPRODUCED
+    return Verdict(claim, outcome, criterion, evidence, "", 100 * remaining.mean,
+                   100 * remaining.std_error, "remaining gap (points)", excluded)
 
 
-def margin_verdict(claim: str, treated: Sequence[float], reference: Sequence[float], *, quantity: str,
-                   margin: float = 0.0, higher_is_better: bool = True, z: float = 2.0,
-                   unit: str = "") -> Verdict:
-    """Claim "``treated`` is better than ``reference`` by more than ``-margin``" (values over seeds).
+def constant_verdict(claim: str, means: Sequence[float], tolerance: float, *, quantity: str,
+                     setting: str = "") -> Verdict:
+    """Claim "``quantity`` is almost constant": largest minus smallest of ``means`` <= ``tolerance``.
 
-    ``margin = 0``: better (e.g. a lower eigenvalue with ``higher_is_better=False``);
-    ``margin > 0``: not worse by ``margin`` or more (non-inferiority, e.g. "within 1
-    point": ``margin=0.01`` on accuracies). ``reproduced`` when the difference in the
-    good direction exceeds ``-margin`` by more than ``z`` standard errors, ``not
-    reproduced`` when it falls below ``-margin`` by more than that, else ``inconclusive``.
+    ``inconclusive`` with fewer than two finite means.
     """
-    diff = difference(treated, reference)
-    gain = diff.mean if higher_is_better else -diff.mean
-    direction = "higher" if higher_is_better else "lower"
-    criterion = (f"mean {quantity} {direction} than the reference" if margin == 0 else
-                 f"mean {quantity} not worse than the reference by {margin:g}{unit} or more")
-    criterion += f", beyond {z:g} standard errors over seeds"
-    evidence = f"difference {diff.mean:+.4g} ± {diff.std_error:.2g}{unit}"
-    if gain + margin > z * diff.std_error:
-        outcome = "reproduced"
-    elif gain + margin < -z * diff.std_error:
-        outcome = "not reproduced"
-    else:
-        outcome = "inconclusive"
-    return Verdict(claim, outcome, criterion, evidence)
-
-
-def ratio_verdict(claim: str, numerator: Sequence[float], denominator: Sequence[float], *,
-                  quantity: str, min_ratio: float) -> Verdict:
-    """Claim "``mean(numerator) / mean(denominator)`` is at least ``min_ratio``" (e.g. update savings).
-
-    For counts that barely vary over seeds (parameter updates, gradient evaluations):
-    the ratio of means is compared with the threshold, no significance test.
-    """
-    a, b = (np.asarray(v, dtype=float) for v in (numerator, denominator))
-    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
-    criterion = f"{quantity} at least {min_ratio:g}x"
-    if len(a) == 0 or len(b) == 0 or b.mean() <= 0:
-        return Verdict(claim, "inconclusive", criterion, f"no usable runs for {quantity}")
-    ratio = float(a.mean() / b.mean())
-    evidence = f"{ratio:.2f}x (means {a.mean():.4g} / {b.mean():.4g})"
-    return Verdict(claim, "reproduced" if ratio >= min_ratio else "not reproduced", criterion, evidence)
-
-
-def all_verdicts(claim: str, verdicts: Sequence[Verdict]) -> Verdict:
-    """One verdict for a claim made of parts (e.g. "as accurate *and* fewer updates").
-
-    Every part reproduced: ``reproduced``; some: ``partly reproduced``; none:
-    ``not reproduced``, or ``inconclusive`` when no part was decided. Unlike
-    :func:`combine_verdicts` (one criterion over several settings), the criteria
-    and evidence of every part are kept.
-    """
-    if not verdicts:
-        raise ValueError("no verdicts to combine")
-    outcomes = [v.outcome for v in verdicts]
-    reproduced = sum(o == "reproduced" for o in outcomes)
-    if reproduced == len(outcomes):
-        outcome = "reproduced"
-    elif reproduced or "partly reproduced" in outcomes:
-        outcome = "partly reproduced"
-    elif "not reproduced" in outcomes:
-        outcome = "not reproduced"
-    else:
-        outcome = "inconclusive"
-    return Verdict(claim, outcome, "; ".join(v.criterion for v in verdicts),
-                   "; ".join(f"{v.evidence} ({v.outcome})" for v in verdicts))
+    finite = [float(v) for v in means if math.isfinite(v)]
+    criterion = f"range of the mean {quantity} across settings <= {tolerance:g}"
+    if len(finite) < 2:
+        return Verdict(claim, "inconclusive", criterion, f"only {len(finite)} finite means",
+                       setting, measured=f"range of mean {quantity}")
+    spread = max(finite) - min(finite)
+    outcome = "reproduced" if spread <= tolerance else NOT_REPRODUCED
+    return Verdict(claim, outcome, criterion, f"range {spread:.3g} over {len(finite)} means",
+                   setting, spread, math.nan, f"range of mean {quantity}")
 
 
 def combine_verdicts(claim: str, verdicts: Sequence[Verdict]) -> Verdict:
-    """One verdict over several settings: all reproduced, none, or some (``partly``)."""
+    """One verdict over several settings or criteria: all reproduced, none, or some (``partly``).
+
+    Inconclusive parts do not count against the claim but prevent "reproduced"; all
+    inconclusive gives ``inconclusive``. A single part is passed on (as the overall verdict).
+    """
     if not verdicts:
         raise ValueError("no verdicts to combine")
+    if len(verdicts) == 1:
+        return replace(verdicts[0], claim=claim, setting="")
     decided = [v for v in verdicts if v.outcome != "inconclusive"]
     reproduced = sum(v.outcome == "reproduced" for v in decided)
     if not decided:
@@ -405,11 +504,57 @@ def combine_verdicts(claim: str, verdicts: Sequence[Verdict]) -> Verdict:
     elif reproduced == len(decided) and len(decided) == len(verdicts):
         outcome = "reproduced"
     elif reproduced == 0 and not any(v.outcome == "partly reproduced" for v in decided):
-        outcome = "not reproduced"
+        outcome = NOT_REPRODUCED
     else:
         outcome = "partly reproduced"
-    evidence = f"{reproduced} of {len(verdicts)} settings reproduced"
-    return Verdict(claim, outcome, verdicts[0].criterion, evidence)
+    excluded = sum(v.excluded for v in verdicts)
+    evidence = f"{reproduced} of {len(verdicts)} settings reproduced{_exclusions(excluded)}"
+    criteria = list(dict.fromkeys(v.criterion for v in verdicts))
+    return Verdict(claim, outcome, "; ".join(criteria), evidence, excluded=excluded)
+
+
+# ------------------------------------------------------------------ verdict files
+
+
+def record_verdicts(chapter: str, verdicts: Sequence[Verdict], seeds: Sequence[int],
+                    folder: str | os.PathLike | None = None) -> Any:
+    """Write ``<folder>/<chapter>.verdicts.json`` and return the verdicts as a table to show.
+
+    ``folder`` defaults to ``$LARGEBATCH_VERDICTS_DIR`` (set by ``largebatch.reproduce``
+    to the executed-notebooks folder), else the working directory; the profile is
+    ``$LARGEBATCH_PROFILE``, else ``"custom"``. Every claim must belong to ``chapter``
+    in :data:`largebatch.claims.CLAIMS`, and each claim needs one overall verdict
+    (``setting`` ""), which the summary shows. The file also holds the seeds, the
+    criterion, the figure anchor and the number of diverged runs left out. With fewer
+    than :data:`MIN_SEEDS` seeds every outcome is recorded as ``inconclusive`` (the
+    evidence says why): no verdict rests on fewer.
+    """
+    seeds = [int(s) for s in seeds]
+    if len(seeds) < 1:
+        raise ValueError("seeds must name at least one seed")
+    if len(seeds) < MIN_SEEDS:
+        note = f" (only {len(seeds)} seed{'s' if len(seeds) > 1 else ''}; a verdict needs {MIN_SEEDS})"
+        verdicts = [replace(v, outcome="inconclusive", evidence=v.evidence + note) for v in verdicts]
+    for verdict in verdicts:
+        owner = claims.claim(verdict.claim).chapter
+        if owner != chapter:
+            raise ValueError(f"claim {verdict.claim} belongs to chapter {owner}, not {chapter}")
+    missing = {v.claim for v in verdicts} - {v.claim for v in verdicts if not v.setting}
+    if missing:
+        raise ValueError(f"no overall verdict (setting '') for claims {sorted(missing)}")
+
+    def number(value: float) -> float | None:
+        return float(value) if math.isfinite(value) else None
+
+    rows = [{**asdict(v), "value": number(v.value), "spread": number(v.spread),
+             "figure": claims.claim(v.claim).link} for v in verdicts]
+    content = {"chapter": chapter, "profile": os.environ.get("LARGEBATCH_PROFILE") or "custom",
+               "seeds": seeds, "verdicts": rows}
+    path = Path(folder) if folder is not None else claims.verdicts_dir()
+    path.mkdir(parents=True, exist_ok=True)
+    (path / f"{chapter}.verdicts.json").write_text(json.dumps(content, indent=1))
+    table = pd.DataFrame([v.as_row() for v in verdicts])
+    return table.style.hide(axis="index").format(precision=3, na_rep="")
 
 
 # ------------------------------------------------------------------ cached measurements

@@ -17,6 +17,7 @@ import typing
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from largebatch.augmentation import AUGMENTATIONS
 from largebatch.data import DATASETS
 from largebatch.models import MODELS
 
@@ -38,6 +39,7 @@ class RunConfig:
     dataset: str = "mnist1d"
     num_samples: int = 5000  # MNIST-1D only: samples generated (train + test), a multiple of 10
     data_root: str | None = None  # image data sets: folder of the files
+    augmentation: str = "none"  # training batches only: "none" or "crop_flip" (image data sets)
     # model
     model: str = "mnist1d_cnn"
     model_options: dict[str, Any] = field(default_factory=dict)
@@ -181,6 +183,10 @@ def _require(condition: bool, name: str, message: str, value: Any) -> None:
 def _check_values(c: RunConfig) -> None:
     _require(c.dataset in DATASETS, "dataset", f"must be one of {', '.join(DATASETS)}", c.dataset)
     _require(c.model in MODELS, "model", f"must be one of {', '.join(MODELS)}", c.model)
+    _require(c.augmentation in AUGMENTATIONS, "augmentation", f"must be one of {', '.join(AUGMENTATIONS)}",
+             c.augmentation)
+    _require(c.augmentation == "none" or c.dataset != "mnist1d", "augmentation",
+             "must be 'none' for the non-image data set mnist1d (crop and flip need images)", c.augmentation)
     _require(c.num_samples >= 20 and (c.dataset != "mnist1d" or c.num_samples % 10 == 0), "num_samples",
              "must be >= 20 and, for mnist1d, a multiple of 10 (10 classes of num_samples // 10)",
              c.num_samples)

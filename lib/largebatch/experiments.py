@@ -48,12 +48,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from largebatch import __version__, data, distributed, models, run_cache
+from largebatch import __version__, augmentation, data, distributed, models, run_cache
 from largebatch.callbacks import Callback
 from largebatch.config import ConfigError, RunConfig
 from largebatch.run_cache import (CHECKPOINT_FILE, RECORD_FILE, TRAIN_STATE_FILE,  # noqa: F401 (re-exported)
                                   CorruptEntryError, atomic_write_bytes)
-from largebatch.train import evaluate, fit
+from largebatch.train import compose_transforms, evaluate, fit
 
 SINGLE_BATCH_HESSIAN_SAMPLES = 8192  # up to this many training samples, Hessians use one batch
 
@@ -259,7 +259,9 @@ def _train(config: RunConfig, bundle: data.DataBundle, folder: Path, device: tor
         controller = _controller(config, bundle, transform)
         callbacks = _callbacks(config) + ([controller] if isinstance(controller, Callback) else [])
         outcome = fit(model, bundle.train, bundle.test, config, callbacks=callbacks,
-                      input_transform=transform, batch_size_schedule=controller,
+                      input_transform=compose_transforms(augmentation.build(config.augmentation, config.seed),
+                                                         transform),
+                      batch_size_schedule=controller,
                       progress=progress and distributed.is_main(),
                       checkpoint=(lambda saved: run_cache.write_checked(folder / TRAIN_STATE_FILE, saved))
                       if distributed.is_main() else None,

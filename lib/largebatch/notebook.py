@@ -1,4 +1,4 @@
-"""Helpers for the chapter notebooks: parameter checks and glued numbers.
+"""Helpers for the chapter notebooks: parameter checks, glued numbers and shown tables.
 
 Each notebook's parameters cell gives every parameter a type hint and a comment;
 papermill injects new values below it. :func:`check_parameters` compares every
@@ -8,7 +8,11 @@ that names the parameter, before any compute.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Sequence
+
+import pandas as pd
+from pandas.io.formats.style import Styler
 
 from largebatch.config import ConfigError, accepts, describe_type
 
@@ -61,3 +65,26 @@ def glue_all(values: Mapping[str, Any]) -> None:
     """Glue every named value of a mapping."""
     for name, value in values.items():
         glue(name, value)
+
+
+def show(frame: pd.DataFrame, digits: int = 3) -> Styler:
+    """A table as the book shows it: no pandas index, floats to ``digits`` significant digits.
+
+    A meaningful index (anything but the default range) becomes ordinary columns first.
+    """
+    if not isinstance(frame.index, pd.RangeIndex):
+        frame = frame.reset_index()
+
+    def number(value: Any) -> Any:
+        if isinstance(value, float):
+            return "" if math.isnan(value) else f"{value:.{digits}g}"
+        return value
+
+    return frame.style.hide(axis="index").format(number)
+
+
+def mean_sem(summary: pd.DataFrame, metric: str, scale: float = 1.0, digits: int = 1) -> list[str]:
+    """``"mean ± sem"`` per row of a :func:`largebatch.analysis.seed_summary` table, both
+    times ``scale`` with ``digits`` decimals (the mean alone where the error is NaN)."""
+    return [f"{scale * m:.{digits}f}" + (f" ± {scale * s:.{digits}f}" if not math.isnan(s) else "")
+            for m, s in zip(summary[f"{metric}_mean"], summary[f"{metric}_sem"])]

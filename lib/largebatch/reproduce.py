@@ -1,35 +1,57 @@
 """Execute the chapter notebooks for a parameter profile and build the book.
 
     python -m largebatch.reproduce --profile {smoke,quick,paper} [--only NAMES]
-        [-p KEY VALUE ...] [--out DIR] [--build] [--no-execute]
+        [-p KEY VALUE ...] [--jobs N] [--seeds S ...] [--out DIR]
+        [--build] [--no-execute]
 
 Profiles live in ``profiles/<name>.yaml``: keys under ``all`` go to every
 notebook that declares that parameter, keys under a notebook's name to that
 notebook only; ``-p`` overrides both. Executed notebooks go to ``--out``
-(default ``_build/executed/<profile>``). A notebook whose source, parameters and
-library are unchanged since its last execution is not executed again, and the
-runs it makes are cached by ``largebatch.experiments``, so a rebuild with
-nothing changed is quick. ``--build`` then builds the HTML book from those
-executed notebooks with ``jupyter-book build -W --keep-going`` into ``_build/html``.
+(default ``_build/executed/<profile>``), beside a ``manifest.json`` that records
+per notebook its parameters, status, time, library version, git commit and the
+tail of its error. A notebook whose source, parameters, environment and library
+are unchanged since its last execution is not executed again, and the runs it
+makes are cached by ``largebatch.experiments``, so a rebuild with nothing
+changed is quick.
+
+``--jobs N`` executes N notebooks at a time, each in its own worker process and
+kernel; a notebook whose name contains ``summary`` starts after all others have
+finished. ``--seeds`` reruns chapters over other seeds: a notebook declaring a
+``seeds`` parameter gets the list, one declaring only ``seed`` is executed once
+per seed (the first seed's run is the book's, the others go to ``seed-S/``).
+The kernels also see ``$LARGEBATCH_PROFILE`` (the profile name) and
+``$LARGEBATCH_VERDICTS_DIR`` (the folder of their executed notebook). A failed
+notebook does not stop the others; the exit status is non-zero and names it.
+``--build`` then builds the HTML book from the executed notebooks with
+``jupyter-book build -W --keep-going`` into ``_build/html``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
+import multiprocessing
+import os
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import yaml
 
 PROFILES = ("smoke", "quick", "paper")
 BOOK_FILES = ("_config.yml", "_toc.yml")
+MANIFEST_FILE = "manifest.json"
+ERROR_TAIL_CHARS = 3000
+ENV_VERDICTS_DIR = "LARGEBATCH_VERDICTS_DIR"
+ENV_PROFILE = "LARGEBATCH_PROFILE"
 
 
 @dataclass
@@ -38,6 +60,22 @@ class NotebookOutcome:
     status: str  # "executed", "cached" or "failed"
     seconds: float
     error: str = ""
+
+
+@dataclass(frozen=True)
+class Task:
+    """One notebook execution: which notebook, where its output goes, with what."""
+
+    label: str  # the notebook's name, with ``[seed=S]`` for an extra seed
+    name: str
+    source: Path
+    out_dir: Path
+    parameters: dict[str, Any]
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_summary(self) -> bool:
+        return "summary" in self.name
 
 
 def project_root() -> Path:
@@ -51,6 +89,7 @@ def chapter_notebooks(root: Path) -> dict[str, Path]:
 
 
 def load_profile(root: Path, profile: str) -> dict[str, dict[str, Any]]:
+    """The sections of ``profiles/<profile>.yaml`` (``all`` and one per notebook)."""
     if profile not in PROFILES:
         raise SystemExit(f"unknown profile {profile!r}; available: {', '.join(PROFILES)}")
     data = yaml.safe_load((root / "profiles" / f"{profile}.yaml").read_text()) or {}
@@ -58,6 +97,7 @@ def load_profile(root: Path, profile: str) -> dict[str, dict[str, Any]]:
 
 
 def declared_parameters(path: Path) -> set[str]:
+    """Names in the notebook's ``parameters`` cell."""
     import papermill
 
     return set(papermill.inspect_notebook(str(path)))
@@ -84,32 +124,165 @@ def _library_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def _stamp(source: Path, parameters: dict[str, Any]) -> str:
+def _stamp(source: Path, parameters: dict[str, Any], out_dir: Path, env: dict[str, str] | None = None) -> str:
     digest = hashlib.sha256(source.read_bytes())
+    if b"claims.summary_table" in source.read_bytes():  # the summary is stale when a verdict changes
+        for path in sorted(out_dir.glob("*.verdicts.json")):
+            digest.update(path.read_bytes())
     digest.update(json.dumps(parameters, sort_keys=True, default=str).encode())
+    digest.update(json.dumps(env or {}, sort_keys=True).encode())
     digest.update(_library_fingerprint().encode())
     return digest.hexdigest()
 
 
-def execute(name: str, source: Path, out_dir: Path, parameters: dict[str, Any]) -> NotebookOutcome:
-    """Run one notebook with papermill (working directory: the notebooks folder)."""
+@contextlib.contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    """Set environment variables (inherited by the kernel papermill starts), then restore them."""
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def execute(name: str, source: Path, out_dir: Path, parameters: dict[str, Any],
+            env: dict[str, str] | None = None) -> NotebookOutcome:
+    """Run one notebook with papermill (working directory: the notebooks folder),
+    its kernel seeing ``env`` on top of this process's environment."""
     import papermill
 
+    env = env or {}
+    out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / source.name
     stamp_file = out_dir / f"{source.stem}.stamp"
-    stamp = _stamp(source, parameters)
+    stamp = _stamp(source, parameters, out_dir, env)
     if target.exists() and stamp_file.exists() and stamp_file.read_text() == stamp:
         return NotebookOutcome(name, "cached", 0.0)
     started = time.perf_counter()
     stamp_file.unlink(missing_ok=True)
+    (out_dir / f"{source.stem}.verdicts.json").unlink(missing_ok=True)  # rewritten by the chapter
     try:
-        papermill.execute_notebook(str(source), str(target), parameters=parameters,
-                                   cwd=str(source.parent), kernel_name="python3",
-                                   progress_bar=False)
+        with _environment(env):
+            papermill.execute_notebook(str(source), str(target), parameters=parameters,
+                                       cwd=str(source.parent), kernel_name="python3",
+                                       progress_bar=False)
     except Exception as error:  # papermill raises PapermillExecutionError with the cell's traceback
         return NotebookOutcome(name, "failed", time.perf_counter() - started, str(error).strip())
     stamp_file.write_text(stamp)
     return NotebookOutcome(name, "executed", time.perf_counter() - started)
+
+
+def _execute_task(task: Task) -> NotebookOutcome:
+    return execute(task.label, task.source, task.out_dir, task.parameters, task.env)
+
+
+def plan(notebooks: dict[str, Path], declared: dict[str, set[str]], profile: dict[str, dict[str, Any]],
+         overrides: dict[str, Any], out_dir: Path, env: dict[str, str],
+         seeds: Sequence[int] | None = None) -> list[Task]:
+    """The executions: one per notebook, or one per seed for a notebook declaring only ``seed``.
+
+    ``env`` goes to every kernel, with ``$LARGEBATCH_VERDICTS_DIR`` set to the
+    folder of that kernel's executed notebook.
+    """
+    tasks = []
+    for name, source in notebooks.items():
+        parameters = parameters_for(name, declared[name], profile, overrides)
+        runs: list[tuple[str, dict[str, Any], Path]] = [(name, parameters, out_dir)]
+        if seeds and "seeds" in declared[name]:
+            runs = [(name, {**parameters, "seeds": list(seeds)}, out_dir)]
+        elif seeds and "seed" in declared[name]:
+            runs = [(name if index == 0 else f"{name}[seed={seed}]", {**parameters, "seed": seed},
+                     out_dir if index == 0 else out_dir / f"seed-{seed}")
+                    for index, seed in enumerate(seeds)]
+        for label, values, folder in runs:
+            tasks.append(Task(label, name, source, folder, values,
+                              {**env, ENV_VERDICTS_DIR: str(folder.resolve())}))
+    return tasks
+
+
+def run_tasks(tasks: Sequence[Task], jobs: int = 1) -> dict[str, NotebookOutcome]:
+    """Execute tasks, ``jobs`` at a time; summary notebooks start after all others finished.
+
+    With ``jobs > 1`` each task runs in a worker process of its own (papermill
+    changes the working directory, and each kernel gets its own environment).
+    """
+    if jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    waves = [[t for t in tasks if not t.is_summary], [t for t in tasks if t.is_summary]]
+    outcomes: dict[str, NotebookOutcome] = {}
+    done = 0
+
+    def report(task: Task, outcome: NotebookOutcome) -> None:
+        nonlocal done
+        done += 1
+        outcomes[task.label] = outcome
+        print(f"[{done}/{len(tasks)}] {task.label}: {outcome.status} in {outcome.seconds:.1f} s", flush=True)
+        if outcome.status == "failed":
+            print(outcome.error[-ERROR_TAIL_CHARS:], file=sys.stderr, flush=True)
+
+    if jobs == 1:
+        for task in (t for wave in waves for t in wave):
+            print(f"{task.label} ...", flush=True)
+            report(task, _execute_task(task))
+        return {t.label: outcomes[t.label] for t in tasks}
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        for wave in waves:
+            futures: dict[Future, Task] = {}
+            for task in wave:
+                print(f"{task.label} ...", flush=True)
+                futures[pool.submit(_execute_task, task)] = task
+            for future in as_completed(futures):
+                task = futures[future]
+                try:
+                    outcome = future.result()
+                except Exception as error:  # a worker that died: the others go on
+                    outcome = NotebookOutcome(task.label, "failed", 0.0, f"{type(error).__name__}: {error}")
+                report(task, outcome)
+    return {t.label: outcomes[t.label] for t in tasks}
+
+
+def write_manifest(out_dir: Path, tasks: Sequence[Task], outcomes: dict[str, NotebookOutcome],
+                   profile: str, jobs: int) -> Path:
+    """``manifest.json`` beside the executed notebooks; a cached notebook keeps its last execution time."""
+    from largebatch import __version__
+    from largebatch.experiments import _git_commit
+
+    path = out_dir / MANIFEST_FILE
+    previous = json.loads(path.read_text()).get("notebooks", {}) if path.exists() else {}
+    commit = _git_commit()
+    entries = {}
+    for task in tasks:
+        outcome = outcomes[task.label]
+        last = previous.get(task.label, {})
+        executed = outcome.seconds if outcome.status != "cached" else last.get("last_execution_seconds")
+        entries[task.label] = {
+            "notebook": str(task.out_dir.relative_to(out_dir) / task.source.name),
+            "parameters": task.parameters, "env": task.env, "status": outcome.status,
+            "seconds": round(outcome.seconds, 2),
+            "last_execution_seconds": None if executed is None else round(executed, 2),
+            "library_version": __version__ if outcome.status != "cached" else last.get("library_version", __version__),
+            "git_commit": commit if outcome.status != "cached" else last.get("git_commit", commit),
+            "error_tail": outcome.error[-ERROR_TAIL_CHARS:],
+        }
+    manifest = {"profile": profile, "jobs": jobs, "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "notebooks": {**previous, **entries}}
+    path.write_text(json.dumps(manifest, indent=1, default=str))
+    return path
+
+
+def time_table(tasks: Sequence[Task], outcomes: dict[str, NotebookOutcome], wall_seconds: float) -> str:
+    """Per-chapter status and execution time, and the wall time of the whole execution."""
+    width = max([len(t.label) for t in tasks] + [len("notebook")])
+    lines = [f"{'notebook':<{width}}  {'status':<8}  {'seconds':>8}"]
+    lines += [f"{t.label:<{width}}  {outcomes[t.label].status:<8}  {outcomes[t.label].seconds:>8.1f}" for t in tasks]
+    lines.append(f"{'wall time':<{width}}  {'':<8}  {wall_seconds:>8.1f}")
+    return "\n".join(lines)
 
 
 def build_book(executed_dir: Path, root: Path, output: Path) -> int:
@@ -119,7 +292,7 @@ def build_book(executed_dir: Path, root: Path, output: Path) -> int:
     for name in BOOK_FILES:
         shutil.copy2(root / name, stage / name)
     _sync_tree(root / "book", stage / "book", ignore=("notebooks",))
-    _sync_tree(executed_dir, stage / "book" / "notebooks", pattern="*.ipynb")
+    _sync_tree(executed_dir, stage / "notebooks", pattern="*.ipynb")
     command = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(stage), "--path-output",
                str(output), "-W", "--keep-going"]
     print("building the book:", " ".join(command), flush=True)
@@ -143,19 +316,34 @@ def _parse_value(text: str) -> Any:
     return yaml.safe_load(text)
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return int(text)
+
+
+def _seed(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"--seeds takes integers >= 0, got {text!r}")
+    return int(text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m largebatch.reproduce", description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="quick", choices=PROFILES)
     parser.add_argument("--only", nargs="+", metavar="NAME", help="notebook names (or name prefixes) to run")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                         help="override a notebook parameter (value parsed as YAML)")
+    parser.add_argument("--jobs", type=_positive, default=1, help="notebooks executed at a time (default 1)")
+    parser.add_argument("--seeds", type=_seed, nargs="+", help="rerun over these seeds (see above)")
     parser.add_argument("--out", type=Path, help="folder for executed notebooks")
     parser.add_argument("--build", action="store_true", help="build the HTML book afterwards")
     parser.add_argument("--no-execute", action="store_true", help="build from already executed notebooks")
     parser.add_argument("--book-output", type=Path, help="folder that receives _build/html (default: the project root)")
+    parser.add_argument("--root", type=Path, default=None, help=argparse.SUPPRESS)  # tests: another project folder
     args = parser.parse_args(argv)
 
-    root = project_root()
+    root = args.root or project_root()
     notebooks = chapter_notebooks(root)
     if args.only:
         selected = {n: p for n, p in notebooks.items() if any(n == o or n.startswith(o) for o in args.only)}
@@ -164,6 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         notebooks = selected
     profile = load_profile(root, args.profile)
     overrides = {key: _parse_value(value) for key, value in args.parameter}
+    if args.seeds and {"seed", "seeds"} & set(overrides):
+        parser.error("give seeds either with --seeds or with -p seed/seeds, not both")
     declared = {name: declared_parameters(path) for name, path in notebooks.items()}
     unused = set(overrides) - set().union(*declared.values())
     if unused:
@@ -171,25 +361,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_dir = args.out or root / "_build" / "executed" / args.profile
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    failures = 0
+    failed: list[str] = []
     if not args.no_execute:
-        total_started = time.perf_counter()
-        for index, (name, path) in enumerate(notebooks.items(), start=1):
-            parameters = parameters_for(name, declared[name], profile, overrides)
-            print(f"[{index}/{len(notebooks)}] {name} ({args.profile}) ...", flush=True)
-            outcome = execute(name, path, out_dir, parameters)
-            print(f"[{index}/{len(notebooks)}] {name}: {outcome.status} in {outcome.seconds:.1f} s", flush=True)
-            if outcome.status == "failed":
-                failures += 1
-                print(outcome.error[-3000:], file=sys.stderr, flush=True)
-        print(f"executed {len(notebooks)} notebooks in {time.perf_counter() - total_started:.1f} s "
-              f"({failures} failed) -> {out_dir}", flush=True)
+        env = {ENV_PROFILE: args.profile}
+        tasks = plan(notebooks, declared, profile, overrides, out_dir, env, args.seeds)
+        started = time.perf_counter()
+        outcomes = run_tasks(tasks, args.jobs)
+        manifest = write_manifest(out_dir, tasks, outcomes, args.profile, args.jobs)
+        failed = [label for label, outcome in outcomes.items() if outcome.status == "failed"]
+        print(time_table(tasks, outcomes, time.perf_counter() - started), flush=True)
+        print(f"executed notebooks and {manifest.name} -> {out_dir}", flush=True)
     if args.build:
         status = build_book(out_dir, root, args.book_output or root)
         if status != 0:
             return status
         print(f"book: {(args.book_output or root) / '_build' / 'html' / 'index.html'}")
-    return 1 if failures else 0
+    if failed:
+        print(f"failed notebooks ({len(failed)}): {', '.join(failed)}; see {out_dir / MANIFEST_FILE}",
+              file=sys.stderr, flush=True)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

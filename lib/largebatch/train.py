@@ -50,6 +50,42 @@ MicroBatchObserver = Callable[[nn.Module, int, int], None]
 InputTransform = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
+class TransformChain:
+    """Input transforms applied in order (e.g. augmentation, then adversarial examples).
+
+    It reports the gradient evaluations its parts spent and checkpoints the state of
+    the parts that have one, so cost counting and resuming see through it.
+    """
+
+    def __init__(self, transforms: Sequence[InputTransform]) -> None:
+        self.transforms = list(transforms)
+
+    def __call__(self, model: nn.Module, inputs: torch.Tensor,
+                 targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        for transform in self.transforms:
+            inputs, targets = transform(model, inputs, targets)
+        return inputs, targets
+
+    def take_gradient_evaluations(self) -> int:
+        return sum(_spent(t) for t in self.transforms)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {str(i): t.state_dict() for i, t in enumerate(self.transforms) if hasattr(t, "state_dict")}
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        for i, transform in enumerate(self.transforms):
+            if hasattr(transform, "state_dict"):
+                transform.load_state_dict(saved[str(i)])
+
+
+def compose_transforms(*transforms: InputTransform | None) -> InputTransform | None:
+    """One input transform applying ``transforms`` in order (Nones skipped); None if none is left."""
+    chain = [t for t in transforms if t is not None]
+    if len(chain) <= 1:
+        return chain[0] if chain else None
+    return TransformChain(chain)
+
+
 class BatchSizeSchedule(Protocol):
     """Chooses the batch size of the next epoch (e.g. the ABSA controller)."""
 

@@ -1,4 +1,4 @@
-"""Robustness analysis: grids, cached robust curves, tables, summaries, verdicts, input curvature."""
+"""The attack study: grids, cached robust curves, tables, input curvature and the saddle-free verdict."""
 
 import json
 import math
@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from largebatch import attacks, experiments, robustness, run_cache
+from largebatch import analysis, attack_study, attacks, experiments, run_cache
 from largebatch.config import ConfigError, RunConfig
 
 TINY = RunConfig(num_samples=200, model="mnist1d_mlp", model_options={"width": 8}, batch_size=32,
@@ -30,9 +30,9 @@ def cache(tmp_path_factory):
 
 
 def test_scaling_grid_shares_the_reference_run_and_scales_the_rest():
-    grid = robustness.scaling_grid(TINY, [16, 64, 32], [0, 1], momenta=[0.0, 0.9])
+    grid = attack_study.scaling_grid(TINY, [16, 64, 32], [0, 1], momenta=[0.0, 0.9])
     assert len(grid) == 2 * 2 * 3 * 2
-    unique = robustness.unique_configs(grid)
+    unique = attack_study.unique_configs(grid)
     assert len(unique) == 2 * 2 * (1 + 2 * 2)  # momenta x seeds x (shared reference + 2 regimes x 2 sizes)
     for run in grid:
         config = run.config
@@ -45,14 +45,14 @@ def test_scaling_grid_shares_the_reference_run_and_scales_the_rest():
 
 def test_scaling_grid_rejects_bad_input():
     with pytest.raises(ValueError, match="non-empty"):
-        robustness.scaling_grid(TINY, [], [0])
+        attack_study.scaling_grid(TINY, [], [0])
     with pytest.raises(ValueError, match="lr_scaling rules"):
-        robustness.scaling_grid(TINY, [16, 32], [0], regimes=("cubic",))
+        attack_study.scaling_grid(TINY, [16, 32], [0], regimes=("cubic",))
 
 
 def test_input_scale():
     inputs = torch.tensor([[[3.0, -4.0]], [[1.0, 1.0]]])
-    scale = robustness.input_scale(inputs)
+    scale = attack_study.input_scale(inputs)
     assert scale["rms"] == pytest.approx((math.sqrt(12.5) + 1.0) / 2)
     assert scale["linf"] == pytest.approx((4.0 + 1.0) / 2)
 
@@ -63,15 +63,15 @@ def test_input_scale():
 ])
 def test_check_epsilons(epsilons, reference, message):
     with pytest.raises(ConfigError, match=message):
-        robustness.check_epsilons(epsilons, reference)
-    robustness.check_epsilons([0, 0.1, 0.2], 0.1)
+        attack_study.check_epsilons(epsilons, reference)
+    attack_study.check_epsilons([0, 0.1, 0.2], 0.1)
 
 
 # ----------------------------------------------------------------------------- curves and tables
 
 
 def test_robust_curve_matches_attacks_and_is_cached(cache, monkeypatch):
-    curve = robustness.robust_curve(TINY, EPSILONS, "pgd", num_points=20, steps=3, seed=1, cache_dir=cache)
+    curve = attack_study.robust_curve(TINY, EPSILONS, "pgd", num_points=20, steps=3, seed=1, cache_dir=cache)
     model = experiments.load_model(TINY, cache)
     inputs, targets = experiments.load_data(TINY).test.tensors
     direct = attacks.robust_accuracy(model, (inputs[:20], targets[:20]), EPSILONS, attack="pgd", steps=3,
@@ -85,25 +85,25 @@ def test_robust_curve_matches_attacks_and_is_cached(cache, monkeypatch):
         raise AssertionError("a cached curve must not be recomputed")
 
     monkeypatch.setattr(attacks, "robust_accuracy", no_attack)
-    again = robustness.robust_curve(TINY, list(reversed(EPSILONS)), "pgd", num_points=20, steps=3, seed=1,
+    again = attack_study.robust_curve(TINY, list(reversed(EPSILONS)), "pgd", num_points=20, steps=3, seed=1,
                                     cache_dir=cache)
     pd.testing.assert_frame_equal(again, curve)
     with pytest.raises(AssertionError, match="must not be recomputed"):  # other settings: a new curve
-        robustness.robust_curve(TINY, EPSILONS, "pgd", num_points=20, steps=4, seed=1, cache_dir=cache)
+        attack_study.robust_curve(TINY, EPSILONS, "pgd", num_points=20, steps=4, seed=1, cache_dir=cache)
 
 
 def test_robust_curve_checks_arguments_before_any_compute(cache):
     with pytest.raises(ValueError, match="attack must be one of"):
-        robustness.robust_curve(TINY, EPSILONS, "cw", cache_dir=cache)
+        attack_study.robust_curve(TINY, EPSILONS, "cw", cache_dir=cache)
     with pytest.raises(ValueError, match="epsilons"):
-        robustness.robust_curve(TINY, [-1.0], cache_dir=cache)
+        attack_study.robust_curve(TINY, [-1.0], cache_dir=cache)
     with pytest.raises(ValueError, match="num_points"):
-        robustness.robust_curve(TINY, EPSILONS, num_points=0, cache_dir=cache)
+        attack_study.robust_curve(TINY, EPSILONS, num_points=0, cache_dir=cache)
 
 
 def test_robustness_table_and_per_run(cache):
-    runs = [robustness.GridRun({"tag": "a"}, TINY), robustness.GridRun({"tag": "b"}, TINY.replace(batch_size=64))]
-    table = robustness.robustness_table(runs, EPSILONS, num_points=30, steps=2, cache_dir=cache)
+    runs = [attack_study.GridRun({"tag": "a"}, TINY), attack_study.GridRun({"tag": "b"}, TINY.replace(batch_size=64))]
+    table = attack_study.robustness_table(runs, EPSILONS, num_points=30, steps=2, cache_dir=cache)
     assert len(table) == 2 * 2 * len(EPSILONS)
     assert set(table["tag"]) == {"a", "b"} and set(table["attack"]) == {"fgsm", "pgd"}
     record = experiments.load_record(TINY, cache)
@@ -114,26 +114,26 @@ def test_robustness_table_and_per_run(cache):
     for _, curve in table.groupby(["run", "attack"]):
         assert curve["robust_accuracy"].is_monotonic_decreasing
 
-    summary = robustness.per_run(table, reference_eps=0.1)
+    summary = attack_study.per_run(table, reference_eps=0.1)
     assert len(summary) == 4 and "epsilon" not in summary.columns
     for _, row in summary.iterrows():
         curve = table[(table["run"] == row["run"]) & (table["attack"] == row["attack"])]
-        assert row["auc"] == pytest.approx(robustness.area_under_curve(curve["epsilon"], curve["robust_accuracy"]))
+        assert row["auc"] == pytest.approx(attack_study.area_under_curve(curve["epsilon"], curve["robust_accuracy"]))
         assert row["robust_at_ref"] == curve[curve["epsilon"] == 0.1]["robust_accuracy"].iloc[0]
     with pytest.raises(ValueError, match="reference_eps"):
-        robustness.per_run(table, reference_eps=0.2)
+        attack_study.per_run(table, reference_eps=0.2)
 
 
 def test_robustness_table_needs_finished_runs_and_skips_diverged_ones(cache, tmp_path):
     with pytest.raises(FileNotFoundError, match="not finished"):
-        robustness.robustness_table([TINY.replace(seed=99)], EPSILONS, cache_dir=cache)
+        attack_study.robustness_table([TINY.replace(seed=99)], EPSILONS, cache_dir=cache)
     folder = tmp_path / "runs"
     experiments.run(TINY, folder, progress=False)
     path = experiments.run_dir(TINY, folder) / experiments.RECORD_FILE
     record = json.loads(path.read_text())
     record["status"] = "diverged"
     path.write_text(json.dumps(run_cache.seal(record, record["checksums"]["model.pt"])))  # a valid record
-    table = robustness.robustness_table([TINY], EPSILONS, cache_dir=folder)
+    table = attack_study.robustness_table([TINY], EPSILONS, cache_dir=folder)
     assert table["robust_accuracy"].isna().all() and (table["status"] == "diverged").all()
     assert not (experiments.run_dir(TINY, folder) / "robust").exists()
 
@@ -142,71 +142,14 @@ def test_robustness_table_needs_finished_runs_and_skips_diverged_ones(cache, tmp
 
 
 def test_area_under_curve():
-    assert robustness.area_under_curve([0, 1, 2], [0.5, 0.5, 0.5]) == pytest.approx(0.5)
-    assert robustness.area_under_curve([0, 1], [1.0, 0.0]) == pytest.approx(0.5)
-    assert robustness.area_under_curve([2, 0, 1], [0.0, 1.0, 0.5]) == pytest.approx(0.5)  # order-free
-    assert robustness.area_under_curve([0, 0.1, 0.3], [0.9, 0.6, 0.0]) == pytest.approx(
+    assert attack_study.area_under_curve([0, 1, 2], [0.5, 0.5, 0.5]) == pytest.approx(0.5)
+    assert attack_study.area_under_curve([0, 1], [1.0, 0.0]) == pytest.approx(0.5)
+    assert attack_study.area_under_curve([2, 0, 1], [0.0, 1.0, 0.5]) == pytest.approx(0.5)  # order-free
+    assert attack_study.area_under_curve([0, 0.1, 0.3], [0.9, 0.6, 0.0]) == pytest.approx(
         (0.1 * 1.5 / 2 + 0.2 * 0.6 / 2) / 0.3)
-    assert robustness.area_under_curve([0.2], [0.7]) == 0.7
+    assert attack_study.area_under_curve([0.2], [0.7]) == 0.7
     with pytest.raises(ValueError):
-        robustness.area_under_curve([0, 1], [1.0])
-
-
-def test_summarize_mean_sem_and_count():
-    frame = pd.DataFrame({"g": ["a", "a", "a", "b"], "v": [1.0, 2.0, np.nan, 5.0]})
-    summary = robustness.summarize(frame, ["g"], ["v"]).set_index("g")
-    assert summary.loc["a", "v_mean"] == 1.5 and summary.loc["a", "n"] == 2
-    assert summary.loc["a", "v_sem"] == pytest.approx(np.std([1, 2], ddof=1) / math.sqrt(2))
-    assert summary.loc["b", "v_mean"] == 5.0 and math.isnan(summary.loc["b", "v_sem"])
-
-
-def test_compare_is_welch():
-    a, b = [1.0, 2.0, 3.0], [4.0, 6.0, 8.0, np.nan]
-    result = robustness.compare(a, b)
-    assert (result.mean_a, result.mean_b, result.difference) == (2.0, 6.0, 4.0)
-    assert (result.n_a, result.n_b) == (3, 3)
-    assert result.std_error == pytest.approx(math.sqrt(1.0 / 3 + 4.0 / 3))
-    assert result.z == pytest.approx(4.0 / math.sqrt(5.0 / 3))
-    assert math.isnan(robustness.compare([1.0], [2.0, 3.0]).z)
-    assert robustness.compare([1.0, 1.0], [2.0, 2.0]).z == math.inf
-    with pytest.raises(ValueError):
-        robustness.compare([], [1.0])
-
-
-def test_difference_of_differences():
-    result = robustness.difference_of_differences([0, 2], [4, 6], [0, 2], [1, 3])
-    assert result.mean_b == 4.0 and result.mean_a == 1.0 and result.difference == 3.0
-    assert result.std_error == pytest.approx(math.sqrt(4 * 2.0 / 2))
-
-
-def test_verdicts():
-    clear_drop = robustness.compare([0.9, 0.91, 0.92], [0.5, 0.51, 0.52])
-    assert robustness.verdict(clear_drop, -1) == "reproduced"
-    assert robustness.verdict(clear_drop, +1) == "contradicted"
-    noisy = robustness.compare([0.5, 0.9], [0.6, 0.4])
-    assert robustness.verdict(noisy, -1) == "not reproduced"
-    assert robustness.verdict(robustness.compare([1.0], [0.0]), -1) == "not reproduced"  # unknown error
-    with pytest.raises(ValueError):
-        robustness.verdict(clear_drop, 0)
-    assert robustness.verdict_constant([0.50, 0.52, 0.51], 0.03) == "reproduced"
-    assert robustness.verdict_constant([0.50, 0.60], 0.03) == "not reproduced"
-    assert robustness.combine_verdicts(["reproduced", "reproduced"]) == "reproduced"
-    assert robustness.combine_verdicts(["reproduced", "not reproduced"]) == "partly reproduced"
-    assert robustness.combine_verdicts(["contradicted", "not reproduced"]) == "contradicted"
-    assert robustness.combine_verdicts(["not reproduced"]) == "not reproduced"
-    with pytest.raises(ValueError):
-        robustness.combine_verdicts(["maybe"])
-
-
-def test_select_batch_size_effect_and_spread():
-    frame = pd.DataFrame({"batch_size": [16, 16, 64, 64, 64], "momentum": [0.9, 0.9, 0.9, 0.9, 0.0],
-                          "v": [1.0, 3.0, 0.0, 1.0, 9.0]})
-    assert len(robustness.select(frame, momentum=0.9000000001)) == 4
-    effect = robustness.batch_size_effect(frame, "v", 16, 64, momentum=0.9)
-    assert (effect.mean_a, effect.mean_b) == (2.0, 0.5)
-    assert robustness.spread_of_means(frame, "v", momentum=0.9) == 1.5
-    with pytest.raises(KeyError):
-        robustness.select(frame, regime="none")
+        attack_study.area_under_curve([0, 1], [1.0])
 
 
 # ----------------------------------------------------------------------------- input curvature
@@ -223,7 +166,7 @@ def mlp(activation: type[nn.Module], seed: int = 0) -> nn.Module:
 def test_input_curvature_table_relu_psd_with_rank_bound_tanh_indefinite():
     torch.manual_seed(1)
     inputs, targets = torch.randn(12, 6), torch.randint(0, NUM_CLASSES, (12,))
-    table = robustness.input_curvature_table({"relu": mlp(nn.ReLU), "tanh": mlp(nn.Tanh)}, inputs, targets,
+    table = attack_study.input_curvature_table({"relu": mlp(nn.ReLU), "tanh": mlp(nn.Tanh)}, inputs, targets,
                                              NUM_CLASSES)
     relu, tanh = table[table["network"] == "relu"], table[table["network"] == "tanh"]
     assert relu["psd"].all() and relu["rank_bound"].all()
@@ -239,7 +182,7 @@ def test_confident_points_are_not_called_indefinite():
         model[-1].weight.mul_(200.0)
     torch.manual_seed(2)
     inputs, targets = torch.randn(10, 6), torch.randint(0, NUM_CLASSES, (10,))
-    table = robustness.input_curvature_table({"relu": model}, inputs, targets, NUM_CLASSES)
+    table = attack_study.input_curvature_table({"relu": model}, inputs, targets, NUM_CLASSES)
     assert (table["confidence"] > 1 - 1e-6).any()
     assert table["psd"].all() and table["rank_bound"].all()
 
@@ -247,47 +190,47 @@ def test_confident_points_are_not_called_indefinite():
 def test_gradient_line_starts_at_the_loss_and_ascends():
     model = mlp(nn.ReLU)
     x, y = torch.randn(6), 1
-    steps, losses = robustness.gradient_line(model, x, y, 0.5, num_steps=11)
+    steps, losses = attack_study.gradient_line(model, x, y, 0.5, num_steps=11)
     assert steps[0] == 0 and steps[-1] == pytest.approx(0.5) and len(losses) == 11
     assert losses[0].item() == pytest.approx(F.cross_entropy(model(x.unsqueeze(0)), torch.tensor([y])).item())
     assert losses[1] > losses[0]  # the gradient is an ascent direction
     with pytest.raises(ValueError):
-        robustness.gradient_line(model, x, y, 0.0)
+        attack_study.gradient_line(model, x, y, 0.0)
 
 
 def test_convexity_inside_linear_regions():
     model = mlp(nn.ReLU)
     torch.manual_seed(3)
     inputs, targets = torch.randn(8, 6), torch.randint(0, NUM_CLASSES, (8,))
-    inside = robustness.convexity_table(model, inputs, targets, 5.0, within_region=True)
+    inside = attack_study.convexity_table(model, inputs, targets, 5.0, within_region=True)
     assert inside["convex"].all() and (inside["length"] <= 5.0).all()
     assert (inside["min_second_difference"] >= -inside["allowance"]).all()
-    fixed = robustness.convexity_table(mlp(nn.Tanh), inputs, targets, 5.0)
+    fixed = attack_study.convexity_table(mlp(nn.Tanh), inputs, targets, 5.0)
     assert (fixed["length"] == 5.0).all()
     with pytest.raises(ValueError, match="no ReLU"):
-        robustness.convexity_table(mlp(nn.Tanh), inputs, targets, 5.0, within_region=True)
-
-
-def test_rank_correlation():
-    assert robustness.rank_correlation([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
-    assert robustness.rank_correlation([1, 2, 3, np.nan], [3, 2, 1, 0]) == pytest.approx(-1.0)
-    assert math.isnan(robustness.rank_correlation([1, 2], [1, 2]))
+        attack_study.convexity_table(mlp(nn.Tanh), inputs, targets, 5.0, within_region=True)
 
 
 def _curvature_rows(network, psd, rank_bound=True):
     return pd.DataFrame({"network": network, "psd": psd, "rank_bound": rank_bound})
 
 
+def _outcome(*args):
+    *parts, overall = attack_study.saddle_free_verdict(*args)
+    assert overall.claim == "A3" and not overall.setting and all(p.setting for p in parts)
+    return overall.outcome, [p.value for p in parts]
+
+
 def test_saddle_free_verdict():
     convex = pd.DataFrame({"network": ["relu", "relu"], "convex": [True, True]})
     curvature = pd.concat([_curvature_rows("relu", [True, True]), _curvature_rows("tanh", [False, True])])
-    assert robustness.saddle_free_verdict(curvature, convex, ["relu"], ["tanh"], 0.5) == "reproduced"
-    assert robustness.saddle_free_verdict(curvature, convex, ["relu"], ["tanh"], 0.9) == "partly reproduced"
+    assert _outcome(curvature, convex, ["relu"], ["tanh"], 0.5) == ("reproduced", [1.0, 1.0, 0.5])
+    assert _outcome(curvature, convex, ["relu"], ["tanh"], 0.9)[0] == "partly reproduced"
     not_psd = pd.concat([_curvature_rows("relu", [True, False]), _curvature_rows("tanh", [True, True])])
-    assert robustness.saddle_free_verdict(not_psd, convex.assign(convex=[True, False]), ["relu"], ["tanh"],
-                                          0.5) == "not reproduced"
+    assert _outcome(not_psd, convex.assign(convex=[True, False]), ["relu"], ["tanh"], 0.5) == (
+        analysis.NOT_REPRODUCED, [0.5, 0.5, 0.0])
     with pytest.raises(ValueError, match="smooth network 'gelu'"):
-        robustness.saddle_free_verdict(curvature, convex, ["relu"], ["gelu"], 0.5)
+        attack_study.saddle_free_verdict(curvature, convex, ["relu"], ["gelu"], 0.5)
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -299,6 +242,6 @@ def test_saddle_free_verdict():
 def test_check_study(changes, message):
     good = {"batch_sizes": [32, 128], "seeds": [0], "momenta": [0.0, 0.9], "activations": ["relu", "tanh"],
             "indefinite_fraction": 0.5, "num_threads": 1}
-    robustness.check_study(**good)
+    attack_study.check_study(**good)
     with pytest.raises(ConfigError, match=message):
-        robustness.check_study(**{**good, **changes})
+        attack_study.check_study(**{**good, **changes})

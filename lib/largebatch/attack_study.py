@@ -1,7 +1,7 @@
-"""Adversarial robustness of trained runs: grids, cached curves, tables and verdicts.
+"""The attack study of the adversarial chapter: grids, cached robust curves, input curvature.
 
-The analysis behind the chapter "Large batches are easier to attack", written once
-so that notebooks only call it:
+Written once so that the chapter "Large batches are easier to attack" only calls it;
+statistics and verdicts come from :mod:`largebatch.analysis`.
 
 * :func:`scaling_grid` -- the runs of a batch-size study under two learning-rate
   regimes (fixed learning rate, or learning rate proportional to the batch size) and
@@ -10,12 +10,10 @@ so that notebooks only call it:
   (:func:`largebatch.attacks.robust_accuracy`), cached next to the run's record.
 * :func:`robustness_table` -- one row per run, attack and epsilon, with the run's
   labels, clean test accuracy and top Hessian eigenvalue; :func:`per_run` adds the
-  area under each robust-accuracy curve; :func:`summarize` gives mean and standard
-  error over seeds.
-* :func:`compare`, :func:`verdict`, :func:`combine_verdicts` -- the stated criteria that
-  turn measured differences into the verdicts printed in the book.
+  area under each robust-accuracy curve.
 * :func:`input_curvature_table`, :func:`gradient_line`, :func:`convexity_table` -- the
-  input-space curvature checks of the "saddle-free" claim (piecewise-linear networks).
+  input-space curvature checks of the "saddle-free" claim (piecewise-linear networks),
+  judged by :func:`saddle_free_verdict`.
 * :func:`input_scale` -- the size of the inputs, to express epsilons relative to it.
 """
 
@@ -48,37 +46,12 @@ from largebatch.input_curvature import (
 from largebatch.train import lr_scale
 
 __all__ = [
-    "ROUNDOFF_FACTOR",
-    "VERDICTS",
-    "Comparison",
-    "GridRun",
-    "area_under_curve",
-    "batch_size_effect",
-    "check_epsilons",
-    "check_study",
-    "combine_verdicts",
-    "compare",
-    "convexity_table",
-    "difference_of_differences",
-    "gradient_line",
-    "input_curvature_table",
-    "input_scale",
-    "per_run",
-    "rank_correlation",
-    "robust_curve",
-    "robustness_table",
-    "saddle_free_verdict",
-    "scaling_grid",
-    "select",
-    "spread_of_means",
-    "summarize",
-    "unique_configs",
-    "verdict",
-    "verdict_constant",
+    "ROUNDOFF_FACTOR", "GridRun", "area_under_curve", "check_epsilons", "check_study",
+    "convexity_table", "gradient_line", "input_curvature_table", "input_scale", "per_run",
+    "robust_curve", "robustness_table", "saddle_free_verdict", "scaling_grid", "unique_configs",
 ]
 
 REGIMES = ("none", "linear")
-VERDICTS = ("reproduced", "partly reproduced", "not reproduced", "contradicted")
 _CURVE_FORMAT = 1  # bump when the cached robust-curve computation changes
 
 
@@ -316,158 +289,9 @@ def per_run(table: pd.DataFrame, reference_eps: float | None = None) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def summarize(frame: pd.DataFrame, by: Sequence[str], values: Sequence[str]) -> pd.DataFrame:
-    """Mean, standard error of the mean and count of ``values`` within groups ``by``.
-
-    Columns ``<value>_mean``, ``<value>_sem`` (sample standard deviation / sqrt(n), NaN
-    for n < 2) and ``n`` (finite values of the first value column). NaNs (diverged
-    runs) are left out.
-    """
-    rows = []
-    for group_key, group in frame.groupby(list(by), sort=True, dropna=False):
-        group_key = group_key if isinstance(group_key, tuple) else (group_key,)
-        row = dict(zip(by, group_key))
-        for value in values:
-            data = group[value].astype(float).dropna().to_numpy()
-            row[f"{value}_mean"] = float(data.mean()) if data.size else math.nan
-            row[f"{value}_sem"] = (float(data.std(ddof=1) / math.sqrt(data.size))
-                                   if data.size > 1 else math.nan)
-        row["n"] = int(group[values[0]].astype(float).notna().sum())
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def select(frame: pd.DataFrame, **where: Any) -> pd.DataFrame:
-    """Rows whose columns equal the given values (floats compared with ``np.isclose``)."""
-    mask = pd.Series(True, index=frame.index)
-    for column, value in where.items():
-        if column not in frame.columns:
-            raise KeyError(f"no column {column!r}; columns: {list(frame.columns)}")
-        if isinstance(value, float):
-            mask &= np.isclose(frame[column].astype(float), value)
-        else:
-            mask &= frame[column] == value
-    return frame[mask]
-
-
-# ----------------------------------------------------------------------------- verdicts
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """``b - a`` for two samples of independent runs, with its standard error."""
-
-    mean_a: float
-    mean_b: float
-    difference: float  # mean_b - mean_a
-    std_error: float  # sqrt(var_a / n_a + var_b / n_b), NaN if a sample has < 2 values
-    n_a: int
-    n_b: int
-
-    @property
-    def z(self) -> float:
-        """Difference in units of its standard error (NaN if the error is unknown)."""
-        if not math.isfinite(self.std_error):
-            return math.nan
-        if self.std_error == 0:
-            return 0.0 if self.difference == 0 else math.copysign(math.inf, self.difference)
-        return self.difference / self.std_error
-
-
-def compare(a: Sequence[float] | pd.Series, b: Sequence[float] | pd.Series) -> Comparison:
-    """Difference of means ``b - a`` of independent samples (NaNs dropped), Welch's error
-    (:func:`largebatch.analysis.difference`)."""
-    x, y = (np.asarray(v, dtype=float) for v in (a, b))
-    x, y = x[np.isfinite(x)], y[np.isfinite(y)]
-    if x.size == 0 or y.size == 0:
-        raise ValueError("compare needs at least one finite value on each side")
-    diff = analysis.difference(y, x)
-    return Comparison(float(x.mean()), float(y.mean()), diff.mean, diff.std_error,
-                      int(x.size), int(y.size))
-
-
-def difference_of_differences(a1: Sequence[float], b1: Sequence[float], a2: Sequence[float],
-                              b2: Sequence[float]) -> Comparison:
-    """``(mean b1 - mean a1) - (mean b2 - mean a2)`` over four independent samples.
-
-    Reported as a :class:`Comparison` with ``mean_a``/``mean_b`` the two inner
-    differences (second, first), ``difference`` their difference and the Welch error of
-    the sum of four variances.
-    """
-    first, second = compare(a1, b1), compare(a2, b2)
-    error = math.sqrt(first.std_error ** 2 + second.std_error ** 2)
-    return Comparison(second.difference, first.difference, first.difference - second.difference,
-                      error, min(first.n_a, first.n_b), min(second.n_a, second.n_b))
-
-
-def batch_size_effect(frame: pd.DataFrame, metric: str, small: int, large: int,
-                      **where: Any) -> Comparison:
-    """``metric`` at batch size ``large`` minus at ``small``, over the runs matching ``where``."""
-    rows = select(frame, **where)
-    return compare(select(rows, batch_size=small)[metric], select(rows, batch_size=large)[metric])
-
-
-def spread_of_means(frame: pd.DataFrame, metric: str, by: str = "batch_size", **where: Any) -> float:
-    """Largest minus smallest group mean of ``metric`` (groups ``by``), over rows matching ``where``."""
-    means = select(frame, **where).groupby(by)[metric].mean().dropna()
-    if means.empty:
-        raise ValueError(f"no finite {metric} among the rows matching {where}")
-    return float(means.max() - means.min())
-
-
-def verdict(comparison: Comparison, expected_sign: int, z_threshold: float = 2.0) -> str:
-    """Verdict on a directional claim from one comparison.
-
-    ``"reproduced"`` when the difference has the expected sign (+1 or -1) and is at
-    least ``z_threshold`` standard errors from zero; ``"contradicted"`` when it is that
-    far on the other side; ``"not reproduced"`` (no clear difference) otherwise,
-    including when the error is unknown.
-    """
-    if expected_sign not in (1, -1):
-        raise ValueError(f"expected_sign must be +1 or -1, got {expected_sign!r}")
-    z = comparison.z
-    if math.isnan(z):
-        return "not reproduced"
-    if expected_sign * z >= z_threshold:
-        return "reproduced"
-    if expected_sign * z <= -z_threshold:
-        return "contradicted"
-    return "not reproduced"
-
-
-def verdict_constant(values: Sequence[float], tolerance: float) -> str:
-    """Verdict on an "almost constant" claim: the range of the means is within ``tolerance``."""
-    finite = [v for v in values if math.isfinite(v)]
-    if len(finite) < 2:
-        return "not reproduced"
-    return "reproduced" if max(finite) - min(finite) <= tolerance else "not reproduced"
-
-
-def combine_verdicts(verdicts: Sequence[str]) -> str:
-    """One verdict from several criteria of the same claim.
-
-    All reproduced: ``"reproduced"``; some: ``"partly reproduced"``; none, with one
-    contradicted: ``"contradicted"``; otherwise ``"not reproduced"``.
-    """
-    unknown = [v for v in verdicts if v not in VERDICTS]
-    if unknown or not verdicts:
-        raise ValueError(f"verdicts must be a non-empty list of {VERDICTS}, got {list(verdicts)}")
-    if all(v == "reproduced" for v in verdicts):
-        return "reproduced"
-    if any(v in ("reproduced", "partly reproduced") for v in verdicts):
-        return "partly reproduced"
-    if any(v == "contradicted" for v in verdicts):
-        return "contradicted"
-    return "not reproduced"
-
-
-def rank_correlation(x: Sequence[float] | pd.Series, y: Sequence[float] | pd.Series) -> float:
-    """Spearman's rank correlation of paired values (:func:`largebatch.analysis.spearman`)."""
-    return analysis.spearman(x, y).rho
-
-
 def saddle_free_verdict(curvature: pd.DataFrame, convexity: pd.DataFrame, piecewise: Sequence[str],
-                        smooth: Sequence[str], indefinite_fraction: float) -> str:
+                        smooth: Sequence[str], indefinite_fraction: float,
+                        ) -> list[analysis.Verdict]:
     """Verdict on the saddle-free claim from :func:`input_curvature_table` and
     :func:`convexity_table` outputs (with a ``network`` column; ``convexity`` rows of
     segments inside linear regions only).
@@ -475,21 +299,36 @@ def saddle_free_verdict(curvature: pd.DataFrame, convexity: pd.DataFrame, piecew
     Three criteria: every ``piecewise`` network is PSD with at most C-1 nonzero
     eigenvalues at every point; its loss is convex along the gradient inside the linear
     region at every point; every ``smooth`` network is indefinite at a share of at least
-    ``indefinite_fraction`` of the points. All: ``"reproduced"``, some: ``"partly
-    reproduced"``, none: ``"not reproduced"``.
+    ``indefinite_fraction`` of the points. One verdict per criterion (value: the share of
+    points that meet it), then, last, their combination
+    (:func:`largebatch.analysis.combine_verdicts`).
     """
     linear = curvature[curvature["network"].isin(piecewise)]
     inside = convexity[convexity["network"].isin(piecewise)]
     if linear.empty or inside.empty or not smooth:
         raise ValueError("need curvature and convexity rows of piecewise-linear networks and "
                          "at least one smooth network")
-    criteria = [bool(linear["psd"].all() and linear["rank_bound"].all()), bool(inside["convex"].all())]
+
+    def part(ok: bool, setting: str, criterion: str, share: float) -> analysis.Verdict:
+        outcome = "reproduced" if ok else analysis.NOT_REPRODUCED
+        return analysis.Verdict("A3", outcome, criterion, f"share {share:.3g}", setting, share,
+                                measured="share of points")
+
+    psd = linear["psd"] & linear["rank_bound"]
+    criteria = [
+        part(bool(psd.all()), "piecewise-linear: PSD, rank <= C-1",
+             "PSD with at most C-1 nonzero eigenvalues at every point", float(psd.mean())),
+        part(bool(inside["convex"].all()), "piecewise-linear: convex in the linear region",
+             "loss convex along the gradient inside the linear region at every point",
+             float(inside["convex"].mean()))]
     for name in smooth:
         rows = curvature[curvature["network"] == name]
         if rows.empty:
             raise ValueError(f"no curvature rows for the smooth network {name!r}")
-        criteria.append(float((~rows["psd"]).mean()) >= indefinite_fraction)
-    return combine_verdicts(["reproduced" if ok else "not reproduced" for ok in criteria])
+        share = float((~rows["psd"]).mean())
+        criteria.append(part(share >= indefinite_fraction, f"{name}: indefinite",
+                             f"indefinite at a share >= {indefinite_fraction:g} of the points", share))
+    return [*criteria, analysis.combine_verdicts("A3", criteria)]
 
 
 # ----------------------------------------------------------------------------- input curvature
