@@ -40,6 +40,8 @@ WORKER = textwrap.dedent("""
         return real_fit(model, train, test, config, checkpoint=slow_checkpoint, **kwargs)
 
     experiments.fit = counted_fit
+    with open(os.environ["COUNTER"] + ".started", "a") as stream:
+        stream.write(f"{time.time()}\\n")
     sys.exit(experiments_cli.main(sys.argv[1:]))
 """)
 
@@ -73,12 +75,14 @@ def test_two_writers_racing_for_one_run_train_it_once(tmp_path):
     cache = tmp_path / "runs"
     started = time.perf_counter()
     file = sweep_file(tmp_path, [TINY])
-    # each pauses 1 s after its first checkpoint, so the two runs overlap
-    racers = [start(tmp_path, ["sweep", str(file), "--cache", str(cache)], PAUSE_AFTER_CHECKPOINT="1")
+    # the trainer pauses 1.5 s after its first checkpoint, holding the lock
+    racers = [start(tmp_path, ["sweep", str(file), "--cache", str(cache)], PAUSE_AFTER_CHECKPOINT="1.5")
               for _ in range(2)]
     outputs = [finish(p) for p in racers]
     print(f"\ntwo racing writers: {time.perf_counter() - started:.1f} s")
     assert trained(tmp_path) == [TINY.key()]
+    starts = [float(t) for t in (tmp_path / "trained.started").read_text().split()]
+    assert len(starts) == 2 and max(starts) < (cache / TINY.key() / "record.json").stat().st_mtime  # a real race
     assert all(f"{TINY.key()} completed" in out for out in outputs)
     folder = cache / TINY.key()
     assert run_cache.check_record(folder)[1] == []
