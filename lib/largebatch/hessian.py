@@ -270,6 +270,7 @@ class HessianOperator:
         self._eval_mode = eval_mode
         self._cache_graph = (single if cache_graph is None else cache_graph) and hvp == "backward"
         self._graphs: list[tuple[list[Tensor | None], int]] | None = None
+        self._labels_checked = False
         self._hvp_method = hvp
         self._vectors_per_pass = vectors_per_pass
         self._sharded = sharded
@@ -277,10 +278,7 @@ class HessianOperator:
     def _gradient_graph(self, batch: Any) -> tuple[list[Tensor | None], int]:
         inputs, targets, n = _prepare(batch, self.device, self._cast)
         with _training_flags(self._model, self._eval_mode):
-            logits = _forward(self._model, inputs, self._eval_mode)
-            if logits.ndim == 2:
-                check_labels(targets, logits.shape[-1])
-            loss = _scalar_loss(self._loss_fn(logits, targets))
+            loss = _scalar_loss(self._loss_fn(_forward(self._model, inputs, self._eval_mode), targets))
         grads = torch.autograd.grad(loss, self._params, create_graph=True, allow_unused=True)
         return list(grads), n
 
@@ -299,11 +297,6 @@ class HessianOperator:
         """One batch's ``H_b V`` for the rows of ``block`` (s, dim), forward over reverse."""
         inputs, targets, n = _prepare(batch, self.device, self._cast)
         primals = tuple(p.detach() for p in self._params)
-
-        with torch.no_grad(), _training_flags(self._model, eval_mode=True):
-            logits = self._model(inputs[:1])
-            if logits.ndim == 2:
-                check_labels(targets, logits.shape[-1])
 
         def loss_of(*params: Tensor) -> Tensor:
             logits = functional_call(self._model, dict(zip(self.param_names, params)), (inputs,))
@@ -324,8 +317,26 @@ class HessianOperator:
                 hv = torch.func.vmap(product)(*tangents)
         return torch.cat([h.reshape(rows, -1) for h in hv], dim=1), n
 
+    def _check_labels(self) -> None:
+        """Reject integer labels outside the model's classes (once, before the first product)."""
+        num_classes = None
+        for batch in self._batches:
+            inputs, targets, n = _prepare(batch, self.device, self._cast)
+            if n == 0 or targets.is_floating_point():
+                continue
+            if num_classes is None:
+                with torch.no_grad(), _training_flags(self._model, eval_mode=True):
+                    logits = self._model(inputs[:1])
+                if logits.ndim != 2:
+                    break
+                num_classes = logits.shape[-1]
+            check_labels(targets, num_classes)
+        self._labels_checked = True
+
     def _products(self, block: Tensor) -> Iterator[tuple[Tensor, int]]:
         """``(H_b V, n_b)`` for every batch ``b``, for the rows of ``block`` (s, dim)."""
+        if not self._labels_checked:
+            self._check_labels()
         if self._hvp_method == "jvp":
             yield from (self._jvp_products(b, block) for b in self._batches)
             return
