@@ -58,6 +58,7 @@ QUARANTINE_DIR = "_quarantine"
 RECORD_FIELDS = ("key", "config", "status", "history", "final")
 _TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}$")  # tempfile.mkstemp(prefix=".<target>.")
 _HEADER = b"sha256:"
+_KEY = re.compile(r"[0-9a-f]{16}")  # RunConfig.key()
 _log = logging.getLogger(__name__)
 
 __all__ = ["CacheWarning", "CorruptEntryError", "Problem", "VerifyReport", "atomic_write_bytes", "check_record",
@@ -320,9 +321,10 @@ def _if_unlocked(folder: Path) -> Iterator[bool]:
 
 
 def _entries(cache_dir: Path) -> list[Path]:
+    """The run folders of the cache (named by a configuration key; e.g. ``figures/`` is not one)."""
     if not cache_dir.is_dir():
         return []
-    return sorted(p for p in cache_dir.iterdir() if p.is_dir() and p.name != QUARANTINE_DIR)
+    return sorted(p for p in cache_dir.iterdir() if p.is_dir() and _KEY.fullmatch(p.name))
 
 
 @dataclass(frozen=True)
