@@ -389,8 +389,9 @@ def load_model(config: RunConfig, cache_dir: str | os.PathLike | None = None,
                 state = _verified_checkpoint(folder)
             except CorruptEntryError as error:
                 run_cache.quarantine_entry(folder, error.problem)
-                raise CorruptEntryError(error.problem, f"; the entry was moved to "
-                                        f"{folder.parent / run_cache.QUARANTINE_DIR}; run(config) recomputes it") from None
+                moved_to = folder.parent / run_cache.QUARANTINE_DIR
+                raise CorruptEntryError(error.problem, f"; the entry was moved to {moved_to}; "
+                                        "run(config) recomputes it") from None
     model.load_state_dict(state)
     return model.to(device or "cpu").eval()
 

@@ -71,7 +71,8 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m largebatch.experiments", description="Run sweeps and look after the run cache.")
+    parser = argparse.ArgumentParser(prog="python -m largebatch.experiments",
+                                     description="Run sweeps and look after the run cache.")
     commands = parser.add_subparsers(dest="command", required=True)
     sweep = commands.add_parser("sweep", help="run the configurations of a sweep file")
     sweep.add_argument("file", type=Path, help="JSON or YAML file: a list of configurations or base + grid")
