@@ -16,7 +16,7 @@ import argparse
 import itertools
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from largebatch import experiments, run_cache
 from largebatch.config import ConfigError, RunConfig
