@@ -39,7 +39,7 @@ SHRINK: dict[str, dict] = {  # per chapter: sizes only, never the data set, netw
     "03_train_longer": {"small_batch": 2, "large_batch": 8, "batch_sizes": [2, 8], "ghost_batch_size": 2,
                         "epochs": 2, "milestones": [1.0], "seeds": [0, 1], "fit_start": 1},
     "04_adversarial": {"batch_sizes": [2, 8], "seeds": [0, 1], "epochs": 1, "attack_samples": 4, "pgd_steps": 2,
-                       "curvature_points": 4, "curvature_activations": ["relu", "tanh"]},
+                       "curvature_points": 1, "curvature_activations": ["relu", "tanh"]},
     "05_adaptive_batch": {"small_batch": 4, "max_batch_size": 8, "micro_batch_size": 2, "epochs": 2,
                           "milestones": [1.0], "growth_milestones": [1.0], "warmup_epochs": 0.5,
                           "noise_micro_batch": 2, "adaptive_duration": 1, "eigen_samples": 4,
