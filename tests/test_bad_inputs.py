@@ -142,7 +142,7 @@ ROWS = [
     Row("landscape", "random_direction(..., ignore=('weights',))",
         lambda t: landscape.random_direction(_net(), 0, ignore=("weights",)), ValueError, "'weights'"),
     # notebook parameters (as papermill injects them)
-    Row("notebook", "epochs = '20' for `epochs: int`",
+    Row("notebook", "epochs = '20' where the cell declares epochs: int",
         lambda t: notebook.check_parameters({"__annotations__": {"epochs": int}, "epochs": "20"}), ConfigError,
         "epochs"),
     Row("notebook", "model = 'vgg16' (choice)", lambda t: notebook.check_choice("model", "vgg16", list(models.MODELS)),
