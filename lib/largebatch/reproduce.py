@@ -75,7 +75,13 @@ class Task:
 
     @property
     def is_summary(self) -> bool:
-        return "summary" in self.name
+        return is_summary(self.name)
+
+
+def is_summary(name: str) -> bool:
+    """Whether a notebook is a summary: it reads the other chapters' verdict files, so it
+    runs after them and is stale whenever one of them changes."""
+    return "summary" in name
 
 
 def project_root() -> Path:
@@ -126,7 +132,7 @@ def _library_fingerprint() -> str:
 
 def _stamp(source: Path, parameters: dict[str, Any], out_dir: Path, env: dict[str, str] | None = None) -> str:
     digest = hashlib.sha256(source.read_bytes())
-    if b"claims.summary_table" in source.read_bytes():  # the summary is stale when a verdict changes
+    if is_summary(source.stem):
         for path in sorted(out_dir.glob("*.verdicts.json")):
             digest.update(path.read_bytes())
     digest.update(json.dumps(parameters, sort_keys=True, default=str).encode())
