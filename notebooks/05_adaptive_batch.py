@@ -251,6 +251,7 @@ notebook.glue_all(
         "growth_milestones_text": ", ".join(f"{m:g}" for m in growth_milestones),
         "eigen_samples": eigen_samples,
         "eigen_iterations": eigen_iterations,
+        "adaptive_ratio": adaptive_ratio,
         "reference_eigen_samples": reference_eigen_samples,
         "adversarial_fraction": adversarial_fraction,
         "adversarial_eps": adversarial_eps,
@@ -325,7 +326,7 @@ notebook.glue_all(
 # Over {glue:text}`estimate_pairs` epochs, the single-batch estimate differs from the
 # large-sample one on the same weights by a median factor {glue:text}`ratio_median_factor:.2f`,
 # from {glue:text}`ratio_min:.2f` to {glue:text}`ratio_max:.2f` times it. With a ratio
-# threshold of 2 such noise alone can trigger (or block) a doubling.
+# threshold of {glue:text}`adaptive_ratio:g` such noise alone can trigger (or block) a doubling.
 
 # %% [markdown]
 # (fig-d1)=
