@@ -76,7 +76,8 @@ def test_difference_is_welch_and_counts_exclusions():
     assert result.std_error == pytest.approx(math.sqrt(4.0 / 3 + 1.0 / 3))
     assert result.z == pytest.approx(4.0 / math.sqrt(5.0 / 3))
     assert math.isnan(analysis.difference([1.0], [2.0, 3.0]).z)
-    assert analysis.difference([2.0, 2.0], [1.0, 1.0]).z == math.inf
+    with pytest.raises(ValueError, match="zero variance over seeds"):
+        analysis.difference([2.0, 2.0], [1.0, 1.0])  # identical runs are not evidence
     with pytest.raises(ValueError):
         analysis.difference([], [1.0])
 

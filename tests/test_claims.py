@@ -1,7 +1,6 @@
 """Claims registry, verdict files and the reproduction summary built from them."""
 
 import json
-import math
 import re
 from pathlib import Path
 
@@ -52,9 +51,8 @@ def test_verdict_file_round_trip(tmp_path, monkeypatch):
     assert rows[1]["excluded"] == 2 and rows[1]["value"] == 0.1
     assert rows[2]["outcome"] == "partly reproduced" and rows[2]["value"] is None  # NaN -> null
     assert rows[0]["figure"] == "02_sharp_minima.html#fig-a1"
-    restored = analysis.Verdict(**{k: (math.nan if v is None else v) for k, v in rows[1].items()
-                                   if k != "figure"})
-    assert restored == _verdicts()[1]
+    assert analysis.Verdict.from_row(rows[1]) == _verdicts()[1]
+    assert rows[1]["stability"]["status"] == analysis.UNTESTED  # given as values, not recomputed
 
 
 def test_record_verdicts_rejects_claims_of_other_chapters_and_missing_overall(tmp_path):
