@@ -4,14 +4,20 @@ The one place where measured numbers become verdicts. The chapter notebooks buil
 configurations with :func:`batch_size_sweep`, run them through
 :mod:`largebatch.experiments`, summarize the records over seeds with
 :func:`seed_summary` (diverged runs left out and counted), compare groups with
-:func:`difference` (Welch) or :func:`spearman`, and turn the numbers into a
-:class:`Verdict` on a claim of :mod:`largebatch.claims` with a criterion stated in
-advance (:func:`correlation_verdict`, :func:`difference_verdict`,
-:func:`improvement_verdict`, :func:`margin_verdict`, :func:`ratio_verdict`,
-:func:`closure_verdict`, :func:`constant_verdict`, :func:`combine_verdicts`). :func:`record_verdicts` shows a chapter's verdicts and
-writes them to the file the reproduction summary reads. Post-hoc measurements of a
-finished run (sharpness, landscapes, spectra) are cached next to its record with
-:func:`measure`, so re-executing a chapter does not recompute them.
+:func:`difference` (Welch), :func:`paired_difference` (two arms sharing each seed's
+initialization; values labelled by seed, e.g. with :func:`by_seed`) or :func:`spearman`,
+and turn the numbers into a :class:`Verdict` on a claim of :mod:`largebatch.claims`
+with a criterion stated in advance (:func:`correlation_verdict`,
+:func:`difference_verdict`, :func:`improvement_verdict`, :func:`margin_verdict`,
+:func:`ratio_verdict`, :func:`closure_verdict`, :func:`constant_verdict`,
+:func:`combine_verdicts`); each criterion names the test it used. A chapter hands
+:func:`record_verdicts` a function of the seeds that computes its verdicts:
+:func:`leave_one_out` recomputes them with every seed left out in turn and marks a
+verdict that any omission changes as fragile; the verdicts, their stability and the
+machine they were computed on (:mod:`largebatch.provenance`) go to the file the
+reproduction summary reads, and :func:`verdict_table` shows them. Post-hoc
+measurements of a finished run (sharpness, landscapes, spectra) are cached next to
+its record with :func:`measure`, so re-executing a chapter does not recompute them.
 
 Distances from the initialization (Hoffer et al. 2017) are fitted with a log law
 (:func:`fit_log_law`) and, for comparison with a random walk, a power law
@@ -38,12 +44,14 @@ MIN_SEEDS = 3  # a verdict resting on fewer seeds is recorded as inconclusive
 OUTCOMES = ("reproduced", "partly reproduced", NOT_REPRODUCED, "inconclusive")
 
 __all__ = [
-    "MIN_SEEDS", "NOT_REPRODUCED", "OUTCOMES", "Correlation", "Difference", "LogLawFit", "PowerLawFit",
-    "Verdict", "batch_size_effect", "batch_size_sweep", "closure_verdict", "combine_verdicts",
-    "constant_verdict", "correlation_verdict", "difference", "difference_of_differences",
-    "difference_verdict", "distance_curve", "fit_log_law", "fit_power_law",
-    "improvement_verdict", "margin_verdict", "measure", "ratio_verdict", "record_verdicts", "records_frame", "seed_summary",
-    "select", "spearman", "spread_of_means",
+    "FRAGILE", "MIN_SEEDS", "NOT_REPRODUCED", "OUTCOMES", "OUTCOME_COLOURS", "OUTCOME_MARKS", "PAIRED",
+    "STABILITY_RULE", "STABLE", "UNTESTED", "WELCH", "Correlation", "Difference", "LogLawFit", "Omission",
+    "PowerLawFit", "Stability", "Verdict", "batch_size_effect", "batch_size_sweep", "by_seed",
+    "closure_verdict", "combine_verdicts", "compare", "constant_verdict", "correlation_verdict",
+    "difference", "difference_of_differences", "difference_verdict", "distance_curve", "distinct_seeds",
+    "fit_log_law", "fit_power_law", "improvement_verdict", "leave_one_out", "margin_verdict", "measure",
+    "outcome_label", "outcome_style", "paired_difference", "ratio_verdict", "record_verdicts",
+    "records_frame", "seed_summary", "select", "spearman", "spread_of_means", "verdict_table",
 ]
 
 
@@ -742,9 +750,10 @@ def outcome_label(outcome: str) -> str:
 
 
 def outcome_style(label: str) -> str:
-    """CSS for a cell holding :func:`outcome_label`'s text: the outcome's background colour."""
+    """CSS for a cell holding :func:`outcome_label`'s text: the outcome's background colour (dark
+    text on it, whatever the page's theme)."""
     outcome = label.split(" ", 1)[1] if label[:1] in OUTCOME_MARKS.values() else label
-    return f"background-color: {OUTCOME_COLOURS[outcome]}" if outcome in OUTCOME_COLOURS else ""
+    return f"background-color: {OUTCOME_COLOURS[outcome]}; color: #1a1a1a" if outcome in OUTCOME_COLOURS else ""
 
 
 def verdict_table(verdicts: Sequence[Verdict]) -> Any:
