@@ -152,7 +152,7 @@ def test_the_paired_test_sees_an_offset_that_seed_noise_hides_from_welch():
     assert analysis.improvement_verdict("B3", treated, reference).outcome == "inconclusive"
     paired = analysis.improvement_verdict("B3", treated, reference, paired=True)
     assert paired.outcome == "reproduced"
-    assert "(paired by seed test)" in paired.criterion and "5 pairs" in paired.evidence
+    assert "(paired test by seed)" in paired.criterion and "5 pairs" in paired.evidence
     assert "(Welch test)" in analysis.improvement_verdict("B3", treated, reference).criterion
 
 
@@ -178,10 +178,10 @@ def test_paired_margin_closure_and_difference_of_differences():
     luck = np.array([0.60, 0.75, 0.90, 0.70, 0.80])
     gain = np.array([0.020, 0.022, 0.018, 0.021, 0.019])
     margin = analysis.margin_verdict("D1", _series(luck + gain), _series(luck), quantity="acc", paired=True)
-    assert margin.outcome == "reproduced" and "paired by seed" in margin.criterion
+    assert margin.outcome == "reproduced" and "paired test by seed" in margin.criterion
     closure = analysis.closure_verdict("B2", _series(luck + 0.1 + gain / 10), _series(luck),
                                        _series(luck + 0.1 + gain / 20), paired=True)
-    assert closure.outcome == "partly reproduced" and "paired by seed" in closure.criterion
+    assert closure.outcome == "partly reproduced" and "paired test by seed" in closure.criterion
     a1, b1, a2, b2 = (_series(luck + offset) for offset in (gain, 0 * gain, 2 * gain[::-1], 0 * gain))
     result = analysis.difference_of_differences(a1, b1, a2, b2, paired=True)
     assert result.test == analysis.PAIRED

@@ -260,8 +260,8 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> Correlation:
     return Correlation(float(result.statistic), float(result.pvalue), int(len(x)), excluded)
 
 
-WELCH = "Welch"
-PAIRED = "paired by seed"
+WELCH = "Welch test"
+PAIRED = "paired test by seed"
 
 
 class Difference(NamedTuple):
@@ -496,7 +496,8 @@ def correlation_verdict(claim: str, x: Sequence[float], y: Sequence[float], *, q
     than ``min_points`` valid pairs or fewer than two distinct values.
     """
     result = spearman(x, y)
-    criterion = f"Spearman rho between {against} and {quantity} >= {min_rho} with p < {alpha}"
+    criterion = (f"Spearman rho between {against} and {quantity} >= {min_rho} with p < {alpha} "
+                 "(two-sided Spearman test)")
     measured = f"Spearman rho, {against} vs {quantity}"
     if result.n < min_points or math.isnan(result.rho):
         return Verdict(claim, "inconclusive", criterion,
@@ -521,7 +522,7 @@ def difference_verdict(claim: str, diff: Difference, *, expected_sign: int = 1,
     if expected_sign not in (1, -1):
         raise ValueError(f"expected_sign must be +1 or -1, got {expected_sign!r}")
     direction = "higher" if expected_sign > 0 else "lower"
-    criterion = f"mean {quantity} {direction} by more than {z:g} standard errors over seeds ({diff.test} test)"
+    criterion = f"mean {quantity} {direction} by more than {z:g} standard errors over seeds ({diff.test})"
     evidence = (f"difference {scale * diff.mean:+.3g} ± {scale * diff.std_error:.2g} {unit} "
                 f"(z = {diff.z:.2f}, {_runs(diff)}){_exclusions(diff.excluded)}")
     if expected_sign * diff.z >= z:
@@ -561,7 +562,7 @@ def margin_verdict(claim: str, treated: Sequence[float], reference: Sequence[flo
     direction = "higher" if higher_is_better else "lower"
     criterion = (f"mean {quantity} {direction} than the reference" if margin == 0 else
                  f"mean {quantity} not worse than the reference by {margin:g}{unit} or more")
-    criterion += f", beyond {z:g} standard errors over seeds ({diff.test} test)"
+    criterion += f", beyond {z:g} standard errors over seeds ({diff.test})"
     evidence = (f"difference {diff.mean:+.4g} ± {diff.std_error:.2g}{unit} "
                 f"({_runs(diff)}){_exclusions(diff.excluded)}")
     if gain + margin > z * diff.std_error:
@@ -585,7 +586,7 @@ def ratio_verdict(claim: str, numerator: Sequence[float], denominator: Sequence[
     a, b = (np.asarray(v, dtype=float) for v in (numerator, denominator))
     excluded = int(np.sum(~np.isfinite(a)) + np.sum(~np.isfinite(b)))
     a, b = a[np.isfinite(a)], b[np.isfinite(b)]
-    criterion = f"{quantity} at least {min_ratio:g}x"
+    criterion = f"{quantity} at least {min_ratio:g}x (ratio of the means over seeds, no significance test)"
     if len(a) == 0 or len(b) == 0 or b.mean() <= 0:
         return Verdict(claim, "inconclusive", criterion, f"no usable runs for {quantity}", setting,
                        measured=quantity, excluded=excluded)
@@ -614,7 +615,7 @@ def closure_verdict(claim: str, baseline: Sequence[float], no_fix: Sequence[floa
     closed = gained.mean / gap.mean if gap.mean != 0 else math.nan
     excluded = gap.excluded + int(np.sum(~np.isfinite(np.asarray(fixed, dtype=float))))
     criterion = (f"gap beyond {z:g} standard errors, and the fixed run within {z:g} standard errors "
-                 f"of the baseline (partly: better than no fix by that margin; {gap.test} test)")
+                 f"of the baseline (partly: better than no fix by that margin; {gap.test})")
     evidence = (f"gap {100 * gap.mean:.1f} ± {100 * gap.std_error:.1f} points, remaining "
                 f"{100 * remaining.mean:.1f} ± {100 * remaining.std_error:.1f} points "
                 f"({100 * closed:.0f}% closed){_exclusions(excluded)}")
@@ -637,7 +638,7 @@ def constant_verdict(claim: str, means: Sequence[float], tolerance: float, *, qu
     ``inconclusive`` with fewer than two finite means.
     """
     finite = [float(v) for v in means if math.isfinite(v)]
-    criterion = f"range of the mean {quantity} across settings <= {tolerance:g}"
+    criterion = f"range of the mean {quantity} across settings <= {tolerance:g} (no significance test)"
     if len(finite) < 2:
         return Verdict(claim, "inconclusive", criterion, f"only {len(finite)} finite means",
                        setting, measured=f"range of mean {quantity}")
