@@ -72,6 +72,13 @@ def test_per_setting_verdicts_and_provenance(tmp_path):
     assert summary.seed_ranges([7, 0, 1, 2, 5, 6, 9]) == "0-2, 5-7, 9"
 
 
+def test_numbers_carry_their_error_to_matching_precision():
+    assert summary.with_error(0.556, 1.53) == "0.6 ± 1.5"
+    assert summary.with_error(2.144, 0.383) == "2.14 ± 0.38"
+    assert summary.with_error(-40.0, 12.0) == "-40 ± 12"
+    assert summary.with_error(0.91234, None) == "0.912" and summary.with_error(None, 1.0) == ""
+
+
 def test_html_has_short_cells_symbols_colours_links_and_details(tmp_path):
     _write(tmp_path)
     rows = summary.claim_rows(tmp_path)

@@ -22,7 +22,7 @@ import pandas as pd
 from largebatch import analysis, claims
 
 __all__ = ["claim_rows", "claims_html", "criteria_html", "key_number", "papers_html", "paper_sentences",
-           "provenance_html", "provenance_rows", "seed_ranges", "setting_rows", "settings_html"]
+           "provenance_html", "provenance_rows", "seed_ranges", "setting_rows", "settings_html", "with_error"]
 
 STYLE = """<style>
 table.lb-summary {border-collapse: collapse; width: 100%; font-size: 0.9em; margin: 0.5em 0;}
@@ -39,11 +39,19 @@ table.lb-summary td.lb-verdict {font-weight: 600;}
 </style>"""
 
 
-def _number(row: dict[str, Any]) -> str:
-    value, spread = row.get("value"), row.get("spread")
+def with_error(value: float | None, error: float | None) -> str:
+    """``value ± error``, the error to two significant digits and the value to the same decimal
+    place (``0.556, 1.53`` -> ``"0.6 ± 1.5"``); three significant digits without an error; "" for none."""
     if value is None or not math.isfinite(value):
         return ""
-    return f"{value:.3g}" + (f" ± {spread:.2g}" if spread is not None and math.isfinite(spread) else "")
+    if error is None or not math.isfinite(error) or error <= 0:
+        return f"{value:.3g}"
+    decimals = max(0, 1 - math.floor(math.log10(error)))
+    return f"{value:.{decimals}f} ± {error:.{decimals}f}"
+
+
+def _number(row: dict[str, Any]) -> str:
+    return with_error(row.get("value"), row.get("spread"))
 
 
 def key_number(overall: dict[str, Any], settings: Sequence[dict[str, Any]]) -> tuple[str, str]:
@@ -125,7 +133,8 @@ def paper_sentences(rows: pd.DataFrame) -> list[tuple[str, str]]:
         fragile = list(group.loc[group["fragile"], "claim"])
         if fragile:
             sentence += (f"; the verdict{'s' if len(fragile) > 1 else ''} on {_listing(fragile)} "
-                         f"{'are' if len(fragile) > 1 else 'is'} fragile (leaving out one seed changes it)")
+                         f"{'are' if len(fragile) > 1 else 'is'} fragile (leaving out one seed changes "
+                         f"{'them' if len(fragile) > 1 else 'it'})")
         sentences.append((paper, sentence[0].upper() + sentence[1:] + "."))
     return sentences
 
