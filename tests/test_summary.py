@@ -1,8 +1,11 @@
 """The reproduction summary built from verdict files (largebatch.summary)."""
 
 import re
+from pathlib import Path
 
+import jupytext
 import pandas as pd
+import papermill
 
 from largebatch import analysis, claims, provenance, summary
 
@@ -95,3 +98,24 @@ def test_html_has_short_cells_symbols_colours_links_and_details(tmp_path):
     assert "<details>" in summary.criteria_html() and "B3" in summary.papers_html(rows)
     assert provenance.cpu_model() in summary.provenance_html(summary.provenance_rows(tmp_path))
     assert "No chapter" in summary.provenance_html(summary.provenance_rows(tmp_path / "empty"))
+
+
+SUMMARY = Path(__file__).resolve().parents[1] / "notebooks" / "06_summary.ipynb"
+HIDDEN = {"remove-input", "remove-cell", "hide-input"}
+
+
+def test_the_summary_notebook_shows_generated_parts_with_little_visible_code(tmp_path):
+    notebook = jupytext.read(SUMMARY)
+    visible = [c for c in notebook.cells if c.cell_type == "code" and not HIDDEN & set(c.metadata.get("tags", []))]
+    assert sum(len(c.source.splitlines()) for c in visible) <= 40
+    (parameters,) = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    assert "hide-input" in parameters.metadata["tags"]  # rendered collapsed
+    assert set(papermill.inspect_notebook(str(SUMMARY))) == {"verdicts_dir"}
+    _write(tmp_path)
+    executed = papermill.execute_notebook(str(SUMMARY), str(tmp_path / "out.ipynb"), cwd=str(SUMMARY.parent),
+                                          parameters={"verdicts_dir": str(tmp_path)}, progress_bar=False,
+                                          kernel_name="python3")
+    shown = "".join(o.get("data", {}).get("text/html", "") for c in executed.cells for o in c.get("outputs", []))
+    assert "Of its 4 claims, B4 holds" in shown and 'class="lb-summary"' in shown
+    assert "<details><summary>Per-setting verdicts (2)" in shown and "fragile (without seed 4)" in shown
+    assert provenance.cpu_model() in shown
