@@ -59,7 +59,7 @@ def test_one_sentence_per_paper_from_the_verdicts(tmp_path):
     sentences = dict(summary.paper_sentences(summary.claim_rows(tmp_path)))
     assert set(sentences) == {c.paper for c in claims.CLAIMS.values()}
     assert sentences[claims.CLAIMS["B1"].paper] == (
-        "Of its 4 claims, B4 holds, B3 stays undecided (within the seed noise) and B1 and B2 were "
+        "Of its 4 claims, B4 holds, B3 stays undecided (within the seed noise), and B1 and B2 were "
         "not run; the verdict on B3 is fragile (leaving out one seed changes it).")
     assert sentences[claims.CLAIMS["E1"].paper] == "E1 was not run."
     assert "A1 holds in part" in sentences[claims.CLAIMS["A1"].paper]

@@ -106,8 +106,11 @@ def setting_rows(folder: str | os.PathLike | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["claim", "setting", "number", "verdict", "stability"])
 
 
-def _listing(ids: Sequence[str]) -> str:
-    return ids[0] if len(ids) == 1 else ", ".join(ids[:-1]) + " and " + ids[-1]
+def _listing(items: Sequence[str], serial: bool = False) -> str:
+    """``a``, ``a and b``, ``a, b and c`` (``a, b, and c`` with ``serial``, for clauses)."""
+    if len(items) < 3:
+        return " and ".join(items)
+    return ", ".join(items[:-1]) + ("," if serial else "") + " and " + items[-1]
 
 
 _PHRASES = {  # outcome: (one claim, several claims)
@@ -129,7 +132,8 @@ def paper_sentences(rows: pd.DataFrame) -> list[tuple[str, str]]:
             ids = list(group.loc[group["verdict"] == outcome, "claim"])
             if ids:
                 parts.append(f"{_listing(ids)} {one if len(ids) == 1 else several}")
-        sentence = _listing(parts) if len(group) == 1 else f"of its {len(group)} claims, {_listing(parts)}"
+        listed = _listing(parts, serial=True)
+        sentence = listed if len(group) == 1 else f"of its {len(group)} claims, {listed}"
         fragile = list(group.loc[group["fragile"], "claim"])
         if fragile:
             sentence += (f"; the verdict{'s' if len(fragile) > 1 else ''} on {_listing(fragile)} "
