@@ -165,13 +165,15 @@ def test_paired_comparisons_reject_unlabelled_unmatched_and_repeated_seeds():
         analysis.paired_difference(_series([1.0, 2.0], [0, 0]), _series([1.0, 2.0], [0, 1]))
 
 
-def test_paired_difference_counts_diverged_pairs_and_rejects_zero_variance():
+def test_paired_difference_counts_diverged_pairs_and_gives_no_error_for_zero_variance():
     result = analysis.paired_difference(_series([1.0, 2.0, np.nan, 4.0], [0, 1, 2, 3]),
                                         _series([0.5, 1.0, 1.0, 2.0], [0, 1, 2, 3]))
     assert (result.n_a, result.excluded) == (3, 1)
     assert result.mean == pytest.approx(np.mean([0.5, 1.0, 2.0]))
-    with pytest.raises(ValueError, match="zero variance over seeds"):
-        analysis.paired_difference(_series([1.0, 2.0, 3.0], [0, 1, 2]), _series([0.5, 1.5, 2.5], [0, 1, 2]))
+    shifted = analysis.paired_difference(_series([1.0, 2.0, 3.0], [0, 1, 2]), _series([0.0, 1.0, 2.0], [0, 1, 2]))
+    assert math.isnan(shifted.std_error)  # identical differences: no noise estimate, not infinite evidence
+    assert analysis.improvement_verdict("B3", _series([1.0, 2.0, 3.0], [0, 1, 2]), _series([0.0, 1.0, 2.0], [0, 1, 2]),
+                                        paired=True).outcome == "inconclusive"
 
 
 def test_paired_margin_closure_and_difference_of_differences():

@@ -289,11 +289,11 @@ class Difference(NamedTuple):
         return self.mean / self.std_error if math.isfinite(self.std_error) else math.nan
 
 
-def _check_error(error: float, values: str) -> None:
-    """``ValueError`` when a standard error is 0: identical values over seeds are not evidence."""
-    if error == 0:
-        raise ValueError(f"zero variance over seeds ({values}): seeds that do not change the runs "
-                         "are not evidence; are the seeds distinct, and does the run use its seed?")
+def _standard_error(error: float) -> float:
+    """``error``, or NaN when it is 0: identical values over seeds (coarse accuracies of tiny
+    test sets, or runs the seed does not change) give no noise estimate, and a difference
+    over a zero error is no evidence: the verdicts built on it come out inconclusive."""
+    return math.nan if error == 0 else error
 
 
 def difference(a: Sequence[float], b: Sequence[float]) -> Difference:
@@ -301,17 +301,16 @@ def difference(a: Sequence[float], b: Sequence[float]) -> Difference:
 
     NaN values (diverged runs) are left out and counted. The error is NaN when a group
     has fewer than two values: one seed says nothing about the noise, so a verdict
-    built on it comes out inconclusive rather than significant. Both groups constant
-    (zero error) is a ``ValueError``.
+    built on it comes out inconclusive rather than significant; so is it when both
+    groups are constant (zero variance: no noise estimate).
     """
     a, b = (np.asarray(v, dtype=float) for v in (a, b))
     excluded = int((~np.isfinite(a)).sum() + (~np.isfinite(b)).sum())
     a, b = a[np.isfinite(a)], b[np.isfinite(b)]
     if len(a) == 0 or len(b) == 0:
         raise ValueError("both groups need at least one finite value")
-    error = (math.sqrt(float(a.var(ddof=1)) / len(a) + float(b.var(ddof=1)) / len(b))
+    error = (_standard_error(math.sqrt(float(a.var(ddof=1)) / len(a) + float(b.var(ddof=1)) / len(b)))
              if len(a) > 1 and len(b) > 1 else math.nan)
-    _check_error(error, f"{a.tolist()} and {b.tolist()}")
     return Difference(float(a.mean() - b.mean()), error, float(a.mean()), float(b.mean()),
                       len(a), len(b), excluded)
 
@@ -343,8 +342,9 @@ def paired_difference(a: Mapping[int, float] | pd.Series, b: Mapping[int, float]
     For two arms that share each seed's initialization (same seed, same network at step
     0), so that the seed's luck cancels in the difference. ``a`` and ``b`` are labelled by
     seed and must name the same seeds (a seed in one arm only is a ``ValueError``, not a
-    smaller sample); a pair with a NaN (diverged run) is left out and counted. Identical
-    differences (zero error) are a ``ValueError``. ``z`` equals the paired t statistic.
+    smaller sample); a pair with a NaN (diverged run) is left out and counted. The error
+    is NaN with one pair or identical differences (no noise estimate). ``z`` equals the
+    paired t statistic.
     """
     a, b = _paired_arms(a, b)
     keep = np.isfinite(a.to_numpy()) & np.isfinite(b.to_numpy())
@@ -354,8 +354,7 @@ def paired_difference(a: Mapping[int, float] | pd.Series, b: Mapping[int, float]
     first, second = a.to_numpy()[keep], b.to_numpy()[keep]
     deltas = first - second
     n = len(deltas)
-    error = float(deltas.std(ddof=1)) / math.sqrt(n) if n > 1 else math.nan
-    _check_error(error, f"per-seed differences {deltas.tolist()}")
+    error = _standard_error(float(deltas.std(ddof=1)) / math.sqrt(n)) if n > 1 else math.nan
     return Difference(float(deltas.mean()), error, float(first.mean()), float(second.mean()), n, n,
                       excluded, PAIRED)
 
@@ -480,7 +479,12 @@ class Verdict:
 
 
 def _runs(diff: Difference) -> str:
-    return f"{diff.n_a} pairs" if diff.test == PAIRED else f"{diff.n_a} vs {diff.n_b} runs"
+    """The sample sizes, and why there is no error estimate when there is none."""
+    runs = f"{diff.n_a} pairs" if diff.test == PAIRED else f"{diff.n_a} vs {diff.n_b} runs"
+    if math.isnan(diff.std_error):
+        runs += "; zero variance over seeds, no error estimate" if min(diff.n_a, diff.n_b) > 1 else \
+            "; one value a side, no error estimate"
+    return runs
 
 
 def _exclusions(count: int) -> str:
@@ -600,7 +604,8 @@ def closure_verdict(claim: str, baseline: Sequence[float], no_fix: Sequence[floa
                     fixed: Sequence[float], *, z: float = 2.0, paired: bool = False) -> Verdict:
     """Claim "the fix closes the gap between ``no_fix`` and the ``baseline``" (accuracies over seeds).
 
-    * ``inconclusive``: no gap, ``baseline - no_fix`` within ``z`` standard errors;
+    * ``inconclusive``: no gap, ``baseline - no_fix`` within ``z`` standard errors, or
+      a difference without an error estimate;
     * ``reproduced``: the fix is not worse than the baseline by more than ``z``
       standard errors (the gap is closed);
     * ``partly reproduced``: the fix beats ``no_fix`` by more than ``z`` standard
@@ -619,7 +624,7 @@ def closure_verdict(claim: str, baseline: Sequence[float], no_fix: Sequence[floa
     evidence = (f"gap {100 * gap.mean:.1f} ± {100 * gap.std_error:.1f} points, remaining "
                 f"{100 * remaining.mean:.1f} ± {100 * remaining.std_error:.1f} points "
                 f"({100 * closed:.0f}% closed){_exclusions(excluded)}")
-    if gap.mean <= z * gap.std_error:
+    if any(math.isnan(d.std_error) for d in (gap, remaining, gained)) or gap.mean <= z * gap.std_error:
         outcome = "inconclusive"
     elif remaining.mean <= z * remaining.std_error:
         outcome = "reproduced"
