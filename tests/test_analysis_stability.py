@@ -108,7 +108,9 @@ def test_record_verdicts_with_a_function_writes_stability_and_shows_it(tmp_path)
     (row,) = content["verdicts"]
     assert row["stability"]["status"] == "fragile" and row["stability"]["changed_by"] == [4]
     assert row["stability"]["omissions"][4] == {"seed": 4, "outcome": "reproduced",
-                                               "value": pytest.approx(10.0)}
+                                               "value": pytest.approx(10.0), "spread": pytest.approx(
+                                                   100 * analysis.difference([0.80, 0.81, 0.82, 0.81],
+                                                                             [0.70, 0.71, 0.72, 0.71]).std_error)}
     assert "left out in turn" in content["stability_rule"]
     assert analysis.Verdict.from_row(row) == analysis.leave_one_out(decide, SEEDS)[0]
     html = table.to_html()

@@ -393,11 +393,12 @@ STABILITIES = (STABLE, FRAGILE, UNTESTED)
 
 @dataclass(frozen=True)
 class Omission:
-    """A verdict recomputed with one seed left out: its outcome and value then."""
+    """A verdict recomputed with one seed left out: its outcome, value and spread then."""
 
     seed: int
     outcome: str
     value: float = math.nan
+    spread: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -466,8 +467,8 @@ class Verdict:
         """The verdict of one row of a verdict file (``null`` numbers back to NaN)."""
         fields = {k: v for k, v in row.items() if k in cls.__dataclass_fields__}
         stability = dict(fields.get("stability") or asdict(NOT_RECOMPUTED))
-        stability["omissions"] = tuple(Omission(o["seed"], o["outcome"], _nan_for_none(o["value"]))
-                                       for o in stability.get("omissions", ()))
+        stability["omissions"] = tuple(Omission(o["seed"], o["outcome"], _nan_for_none(o["value"]),
+                                                _nan_for_none(o["spread"])) for o in stability.get("omissions", ()))
         stability["changed_by"] = tuple(stability.get("changed_by", ()))
         return cls(**{**fields, "value": _nan_for_none(fields.get("value")),
                       "spread": _nan_for_none(fields.get("spread")), "stability": Stability(**stability)})
@@ -730,7 +731,8 @@ def leave_one_out(decide: Callable[[list[int]], Sequence[Verdict]], seeds: Seque
     without = {seed: _by_key(decide([s for s in seeds if s != seed])) for seed in seeds}
     stable = []
     for key, verdict in verdicts.items():
-        omissions = tuple(Omission(seed, without[seed][key].outcome, without[seed][key].value)
+        omissions = tuple(Omission(seed, without[seed][key].outcome, without[seed][key].value,
+                                   without[seed][key].spread)
                           if key in without[seed] else Omission(seed, "inconclusive") for seed in seeds)
         changed = tuple(o.seed for o in omissions if o.outcome != verdict.outcome)
         stability = Stability(FRAGILE if changed else STABLE, omissions, changed)
