@@ -48,10 +48,10 @@ _YAO18 = "Yao et al. 2018 (arXiv 1802.08241)"
 _HOFFER = "Hoffer et al. 2017 (arXiv 1705.08741)"
 _KAMATH = "Kamath et al. 2020 (arXiv 2006.11604)"
 _ABSA = "Yao et al. 2018, ABSA (arXiv 1810.01021)"
-_YAO18_SETTING = "five CNNs and ResNets on MNIST, CIFAR-10, CIFAR-100"
-_HOFFER_SETTING = "F1, C1, VGG, ResNet-44, WRN on MNIST, CIFAR-10/100; AlexNet on ImageNet"
+_YAO18_SETTING = "five CNNs and ResNets; MNIST, CIFAR-10/100"
+_HOFFER_SETTING = "CNNs, VGG, ResNet-44, WRN; MNIST, CIFAR-10/100, ImageNet"
 _KAMATH_SETTING = "image CNNs, natural training"
-_ABSA_SETTING = "ResNets and CNNs on CIFAR-10/100, SVHN, TinyImageNet"
+_ABSA_SETTING = "ResNets and CNNs; CIFAR-10/100, SVHN, TinyImageNet"
 _ACCURACY_Z = "difference of mean test accuracy over seeds beyond 2 Welch standard errors"
 
 CLAIMS: dict[str, Claim] = {c.id: c for c in [
@@ -164,13 +164,13 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in [
           "rho >= 0.5 with p < 0.05 in every setting (partly: in some)",
           "02_sharp_minima", "fig-e1",
           "Large batches find sharp minima, small batches flat ones (Keskar sharpness).",
-          "MLP and CNN, MNIST-1D", "F1, F2, C1-C4 on MNIST, TIMIT, CIFAR-10/100"),
+          "MLP and CNN, MNIST-1D", "F1, F2, C1-C4; MNIST, TIMIT, CIFAR-10/100"),
     Claim("J1", "Jastrzebski et al. 2017 (arXiv 1711.04623)", "The ratio lr / batch size sets "
           "the noise scale of SGD; a higher ratio gives wider minima.",
           "Spearman rho between batch / lr and the top Hessian eigenvalue",
           "rho >= 0.5 with p < 0.05", "03_train_longer", "fig-lr-over-b",
           "A higher lr / batch ratio gives flatter minima.",
-          "MLP with batch norm, MNIST-1D", "VGG-11, ResNet-32 on CIFAR-10"),
+          "MLP with batch norm, MNIST-1D", "VGG-11, ResNet-32; CIFAR-10"),
 ]}
 
 

@@ -27,14 +27,17 @@ __all__ = ["claim_rows", "claims_html", "criteria_html", "key_number", "papers_h
 STYLE = """<style>
 table.lb-summary {border-collapse: collapse; width: 100%; font-size: 0.9em; margin: 0.5em 0;}
 table.lb-summary th, table.lb-summary td {border-bottom: 1px solid #ddd; padding: 0.3em 0.45em;
-  text-align: left; vertical-align: top; overflow-wrap: anywhere;}
+  text-align: left; vertical-align: top; overflow-wrap: break-word;}
 table.lb-summary td small {display: block; color: #555;}
-table.lb-summary td.lb-verdict {font-weight: 600;}
+table.lb-summary .lb-short {white-space: nowrap;}
+table.lb-summary td.lb-verdict {min-width: 8.5em;}
+table.lb-summary td.lb-verdict span {font-weight: 600; white-space: nowrap;}
 @media (max-width: 720px) {
   table.lb-summary thead {display: none;}
   table.lb-summary tr {display: block; border-bottom: 2px solid #bbb; padding: 0.25em 0;}
-  table.lb-summary td {display: block; border: none; padding: 0.1em 0.3em;}
+  table.lb-summary td {display: block; border: none; padding: 0.1em 0.3em; min-width: 0;}
   table.lb-summary td::before {content: attr(data-label) ": "; font-weight: 600;}
+  table.lb-summary td small {display: inline; margin-left: 0.4em;}
 }
 </style>"""
 
@@ -162,7 +165,8 @@ def _small(text: str) -> str:
 
 def _verdict_cell(verdict: str, stability: str) -> str:
     label = analysis.outcome_label(verdict)
-    return _cell("verdict", html.escape(label) + _small(stability), "lb-verdict", analysis.outcome_style(label))
+    return _cell("verdict", f"<span>{html.escape(label)}</span>" + _small(stability), "lb-verdict",
+                 analysis.outcome_style(label))
 
 
 def papers_html(rows: pd.DataFrame) -> str:
@@ -175,11 +179,12 @@ def papers_html(rows: pd.DataFrame) -> str:
 def claims_html(rows: pd.DataFrame) -> str:
     """One row per claim: plain statement, setting (book, then paper), key number, verdict with
     its stability, figure link; with the page's table style (:data:`STYLE`), so show it first."""
-    body = [[_cell("claim", html.escape(r.claim)), _cell("claim in plain words", html.escape(r.statement)),
+    body = [[_cell("claim", html.escape(r.claim), "lb-short"),
+             _cell("claim in plain words", html.escape(r.statement)),
              _cell("tested on", html.escape(r.book_setting) + _small(f"paper: {r.paper_setting}")),
              _cell("key number", html.escape(r.number) + _small(r.measured)),
              _verdict_cell(r.verdict, r.stability),
-             _cell("figure", f'<a href="{html.escape(r.link)}">{html.escape(r.chapter[:2])} ›</a>')]
+             _cell("figure", f'<a href="{html.escape(r.link)}">{html.escape(r.chapter[:2])} ›</a>', "lb-short")]
             for r in rows.itertuples()]
     return STYLE + _table(["claim", "claim in plain words", "tested on", "key number", "verdict", "figure"],
                           body)
@@ -191,7 +196,7 @@ def _details(title: str, content: str) -> str:
 
 def settings_html(settings: pd.DataFrame) -> str:
     """The per-setting verdicts in a collapsible detail."""
-    body = [[_cell("claim", html.escape(r.claim)), _cell("setting", html.escape(r.setting)),
+    body = [[_cell("claim", html.escape(r.claim), "lb-short"), _cell("setting", html.escape(r.setting)),
              _cell("number", html.escape(r.number)), _verdict_cell(r.verdict, r.stability)]
             for r in settings.itertuples()]
     return _details(f"Per-setting verdicts ({len(body)})", _table(["claim", "setting", "number", "verdict"], body))
@@ -199,7 +204,7 @@ def settings_html(settings: pd.DataFrame) -> str:
 
 def criteria_html() -> str:
     """Every claim's full statement, measurement and criterion, in a collapsible detail."""
-    body = [[_cell("claim", html.escape(c.id)), _cell("statement", html.escape(c.statement)),
+    body = [[_cell("claim", html.escape(c.id), "lb-short"), _cell("statement", html.escape(c.statement)),
              _cell("measured", html.escape(c.measurement)), _cell("criterion", html.escape(c.criterion))]
             for c in claims.CLAIMS.values()]
     return _details("Statements, measurements and criteria", _table(["claim", "statement", "measured", "criterion"], body))
