@@ -467,8 +467,9 @@ class Verdict:
         """The verdict of one row of a verdict file (``null`` numbers back to NaN)."""
         fields = {k: v for k, v in row.items() if k in cls.__dataclass_fields__}
         stability = dict(fields.get("stability") or asdict(NOT_RECOMPUTED))
-        stability["omissions"] = tuple(Omission(o["seed"], o["outcome"], _nan_for_none(o["value"]),
-                                                _nan_for_none(o["spread"])) for o in stability.get("omissions", ()))
+        stability["omissions"] = tuple(
+            Omission(o["seed"], o["outcome"], _nan_for_none(o["value"]), _nan_for_none(o["spread"]))
+            for o in stability.get("omissions", ()))
         stability["changed_by"] = tuple(stability.get("changed_by", ()))
         return cls(**{**fields, "value": _nan_for_none(fields.get("value")),
                       "spread": _nan_for_none(fields.get("spread")), "stability": Stability(**stability)})

@@ -203,11 +203,12 @@ def settings_html(settings: pd.DataFrame) -> str:
 
 
 def criteria_html() -> str:
-    """Every claim's full statement, measurement and criterion, in a collapsible detail."""
-    body = [[_cell("claim", html.escape(c.id), "lb-short"), _cell("statement", html.escape(c.statement)),
-             _cell("measured", html.escape(c.measurement)), _cell("criterion", html.escape(c.criterion))]
-            for c in claims.CLAIMS.values()]
-    return _details("Statements, measurements and criteria", _table(["claim", "statement", "measured", "criterion"], body))
+    """Every claim's full statement, measurement and criterion, in a collapsible detail (a list:
+    these texts are too long for table cells)."""
+    items = "".join(f"<dt>{html.escape(c.id)}: {html.escape(c.statement)}</dt>"
+                    f"<dd>Measured: {html.escape(c.measurement)}.<br>Criterion: {html.escape(c.criterion)}.</dd>"
+                    for c in claims.CLAIMS.values())
+    return _details("Statements, measurements and criteria", f"<dl>{items}</dl>")
 
 
 def seed_ranges(seeds: Sequence[int]) -> str:
