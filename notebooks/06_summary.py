@@ -62,7 +62,7 @@ HTML(summary.papers_html(rows))
 # *untested* with too few seeds to leave one out. The key number carries one standard
 # error over seeds; the link leads to the claim's figure.
 
-# %% tags=["remove-input"]
+# %% tags=["remove-input", "full-width"]
 HTML(summary.claims_html(rows) + summary.settings_html(summary.setting_rows(folder))
      + summary.criteria_html())
 

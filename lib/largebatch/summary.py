@@ -33,7 +33,8 @@ table.lb-summary .lb-short {white-space: nowrap;}
 table.lb-summary td.lb-verdict {min-width: 8.5em;}
 table.lb-summary td.lb-verdict span {font-weight: 600; white-space: nowrap;}
 @media (max-width: 720px) {
-  table.lb-summary thead {display: none;}
+  table.lb-summary, table.lb-summary tbody {display: block; width: 100%;}
+  table.lb-summary thead, table.lb-summary colgroup {display: none;}
   table.lb-summary tr {display: block; border-bottom: 2px solid #bbb; padding: 0.25em 0;}
   table.lb-summary td {display: block; border: none; padding: 0.1em 0.3em; min-width: 0;}
   table.lb-summary td::before {content: attr(data-label) ": "; font-weight: 600;}
@@ -153,9 +154,12 @@ def _cell(label: str, content: str, css: str = "", style: str = "") -> str:
     return f"<td{attributes}>{content}</td>"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], widths: Sequence[str] = ()) -> str:
+    """A summary table; ``widths`` (CSS, one per column) keep the text columns from being squeezed."""
+    columns = "".join(f'<col style="width: {w}">' if w else "<col>" for w in widths)
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    return (f'<table class="lb-summary"><thead><tr>{head}</tr></thead><tbody>'
+    return (f'<table class="lb-summary">{f"<colgroup>{columns}</colgroup>" if columns else ""}'
+            f"<thead><tr>{head}</tr></thead><tbody>"
             + "".join(f"<tr>{''.join(cells)}</tr>" for cells in rows) + "</tbody></table>")
 
 
@@ -187,7 +191,7 @@ def claims_html(rows: pd.DataFrame) -> str:
              _cell("figure", f'<a href="{html.escape(r.link)}">{html.escape(r.chapter[:2])} ›</a>', "lb-short")]
             for r in rows.itertuples()]
     return STYLE + _table(["claim", "claim in plain words", "tested on", "key number", "verdict", "figure"],
-                          body)
+                          body, ["", "29%", "26%", "19%", "", ""])
 
 
 def _details(title: str, content: str) -> str:
