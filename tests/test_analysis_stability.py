@@ -113,6 +113,8 @@ def test_record_verdicts_with_a_function_writes_stability_and_shows_it(tmp_path)
                                                                              [0.70, 0.71, 0.72, 0.71]).std_error)}
     assert "left out in turn" in content["stability_rule"]
     assert analysis.Verdict.from_row(row) == analysis.leave_one_out(decide, SEEDS)[0]
+    del row["stability"]["omissions"][0]["spread"]  # a file written before omissions had spreads
+    assert math.isnan(analysis.Verdict.from_row(row).stability.omissions[0].spread)
     html = table.to_html()
     assert "fragile (without seed 4)" in html and "? inconclusive" in html
     assert analysis.OUTCOME_COLOURS["inconclusive"] in html

@@ -468,7 +468,7 @@ class Verdict:
         fields = {k: v for k, v in row.items() if k in cls.__dataclass_fields__}
         stability = dict(fields.get("stability") or asdict(NOT_RECOMPUTED))
         stability["omissions"] = tuple(
-            Omission(o["seed"], o["outcome"], _nan_for_none(o["value"]), _nan_for_none(o["spread"]))
+            Omission(o["seed"], o["outcome"], _nan_for_none(o.get("value")), _nan_for_none(o.get("spread")))
             for o in stability.get("omissions", ()))
         stability["changed_by"] = tuple(stability.get("changed_by", ()))
         return cls(**{**fields, "value": _nan_for_none(fields.get("value")),
