@@ -59,7 +59,8 @@ HTML(summary.papers_html(rows))
 # settings or parts only), ✘ *not reproduced at this scale*, ? *inconclusive* (within the
 # seed noise) or – *not run*. Under it, its stability: *stable* if leaving out any one seed
 # and deciding again gives the same verdict, *fragile* (naming the seed) if not,
-# *untested* with too few seeds to leave one out. The key number carries one standard
+# *untested* where it was not decided again (too few seeds to leave one out, or a chapter
+# that passed its verdicts as values). The key number carries one standard
 # error over seeds; the link leads to the claim's figure.
 
 # %% tags=["remove-input", "full-width"]

@@ -4,7 +4,8 @@
         [--widths 1280 390] [--max-lines 6] [--screenshots DIR]
 
 At each width (390 emulates a phone) the page is loaded with every ``<details>`` opened,
-and fails when it scrolls horizontally (the document wider than the window) or when
+and fails when it scrolls horizontally (the document wider than that width; a phone
+would zoom out rather than scroll, which is as bad) or when
 the content of a table cell is taller than ``--max-lines`` lines of its own text.
 The tallest cells, the widths and a full-page screenshot per width
 (``<screenshots>/<page>_<width>.png``) are reported. It reuses the server and DevTools
@@ -69,7 +70,7 @@ async def measure(html: Path, page: str, widths: Sequence[int], screenshots: Pat
                 shot = await tools.send("Page.captureScreenshot", {"format": "png"}, session)
                 name = page.replace("/", "__").removesuffix(".html")
                 (screenshots / f"{name}_{width}.png").write_bytes(base64.b64decode(shot["data"]))
-                results[width] = probe
+                results[width] = {**probe, "window": width}  # a phone zooms out to fit: not innerWidth
         finally:
             process.kill()
             process.wait()
