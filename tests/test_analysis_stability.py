@@ -51,7 +51,8 @@ def test_an_outlier_that_carries_a_ratio_verdict_is_named():
 
     (verdict,) = analysis.leave_one_out(decide, SEEDS)
     assert verdict.outcome == "reproduced" and verdict.stability.changed_by == (4,)
-    assert verdict.stability.omissions[4] == analysis.Omission(4, analysis.NOT_REPRODUCED, 2.5)
+    without_4 = verdict.stability.omissions[4]
+    assert (without_4.seed, without_4.outcome, without_4.value) == (4, analysis.NOT_REPRODUCED, 2.5)
 
 
 def test_combined_verdicts_are_recomputed_so_their_stability_follows_their_parts():
@@ -76,6 +77,20 @@ def test_a_verdict_an_omission_does_not_produce_counts_as_inconclusive_there():
 
     (verdict,) = analysis.leave_one_out(decide, SEEDS)
     assert verdict.stability.changed_by == (2,) and verdict.stability.omissions[2].outcome == "inconclusive"
+    assert verdict.stability.omissions[2].evidence == "no such verdict without this seed"
+
+
+def test_an_omission_that_leaves_an_arm_one_value_says_so():
+    def decide(seeds):
+        treated = _series([0.90, 0.91, 0.92, 0.80, 0.81])[seeds]
+        reference = _series([0.70, 0.71, 0.72, 0.60, 0.61])[seeds]  # seeds 0-2 one arm, 3-4 the other
+        return [analysis.improvement_verdict("B3", treated[[s for s in seeds if s < 3]],
+                                             reference[[s for s in seeds if s >= 3]])]
+
+    (verdict,) = analysis.leave_one_out(decide, SEEDS)
+    assert verdict.outcome == "reproduced" and verdict.stability.changed_by == (3, 4)
+    assert "one value a side, no error estimate" in verdict.stability.omissions[3].evidence
+    assert "below its own minimum" in analysis.STABILITY_RULE
 
 
 def test_with_min_seeds_or_fewer_no_omission_is_tried():
@@ -107,10 +122,10 @@ def test_record_verdicts_with_a_function_writes_stability_and_shows_it(tmp_path)
     content = json.loads((tmp_path / "03_train_longer.verdicts.json").read_text(), parse_constant=no_nan)
     (row,) = content["verdicts"]
     assert row["stability"]["status"] == "fragile" and row["stability"]["changed_by"] == [4]
-    assert row["stability"]["omissions"][4] == {"seed": 4, "outcome": "reproduced",
-                                               "value": pytest.approx(10.0), "spread": pytest.approx(
-                                                   100 * analysis.difference([0.80, 0.81, 0.82, 0.81],
-                                                                             [0.70, 0.71, 0.72, 0.71]).std_error)}
+    without_4 = analysis.improvement_verdict("B3", [0.80, 0.81, 0.82, 0.81], [0.70, 0.71, 0.72, 0.71])
+    assert row["stability"]["omissions"][4] == {"seed": 4, "outcome": "reproduced", "value": pytest.approx(10.0),
+                                               "spread": pytest.approx(without_4.spread),
+                                               "evidence": without_4.evidence}
     assert "left out in turn" in content["stability_rule"]
     assert analysis.Verdict.from_row(row) == analysis.leave_one_out(decide, SEEDS)[0]
     del row["stability"]["omissions"][0]["spread"]  # a file written before omissions had spreads

@@ -393,12 +393,13 @@ STABILITIES = (STABLE, FRAGILE, UNTESTED)
 
 @dataclass(frozen=True)
 class Omission:
-    """A verdict recomputed with one seed left out: its outcome, value and spread then."""
+    """A verdict recomputed with one seed left out: its outcome, value, spread and evidence then."""
 
     seed: int
     outcome: str
     value: float = math.nan
     spread: float = math.nan
+    evidence: str = ""
 
 
 @dataclass(frozen=True)
@@ -468,7 +469,8 @@ class Verdict:
         fields = {k: v for k, v in row.items() if k in cls.__dataclass_fields__}
         stability = dict(fields.get("stability") or asdict(NOT_RECOMPUTED))
         stability["omissions"] = tuple(
-            Omission(o["seed"], o["outcome"], _nan_for_none(o.get("value")), _nan_for_none(o.get("spread")))
+            Omission(o["seed"], o["outcome"], _nan_for_none(o.get("value")), _nan_for_none(o.get("spread")),
+                     o.get("evidence", ""))
             for o in stability.get("omissions", ()))
         stability["changed_by"] = tuple(stability.get("changed_by", ()))
         return cls(**{**fields, "value": _nan_for_none(fields.get("value")),
@@ -705,6 +707,12 @@ def _by_key(verdicts: Sequence[Verdict]) -> dict[tuple[str, str], Verdict]:
     return keyed
 
 
+def _omission(seed: int, verdict: Verdict | None) -> Omission:
+    if verdict is None:
+        return Omission(seed, "inconclusive", evidence="no such verdict without this seed")
+    return Omission(seed, verdict.outcome, verdict.value, verdict.spread, verdict.evidence)
+
+
 def leave_one_out(decide: Callable[[list[int]], Sequence[Verdict]], seeds: Sequence[int]) -> list[Verdict]:
     """The verdicts ``decide(seeds)``, each carrying its :class:`Stability` under leaving one seed out.
 
@@ -712,16 +720,16 @@ def leave_one_out(decide: Callable[[list[int]], Sequence[Verdict]], seeds: Seque
     the seeds it is given. It is called with all seeds, then once with each seed left
     out; a verdict (matched by claim and setting) whose outcome differs under any
     omission is :data:`FRAGILE`, and its stability names those seeds and what the
-    verdict became. A verdict that an omission does not produce counts there as
-    ``inconclusive``.
+    verdict became (outcome, value, spread, evidence). A verdict that an omission does
+    not produce counts there as ``inconclusive``.
 
     Minimum seeds: an omission must leave :data:`MIN_SEEDS` seeds (fewer make every
     verdict inconclusive in :func:`record_verdicts`), so with at most ``MIN_SEEDS``
     seeds no omission is tried and every verdict is :data:`UNTESTED`, its note saying
     so. Above that, an omission that leaves one comparison below its own minimum (one
     value in an arm of a difference, fewer pairs than a correlation needs) gives that
-    comparison's ``inconclusive`` and counts as a change: the verdict cannot stand
-    without that seed.
+    comparison's ``inconclusive`` (its evidence says why) and counts as a change: the
+    verdict cannot stand without that seed.
     """
     seeds = distinct_seeds(seeds)
     verdicts = _by_key(decide(seeds))
@@ -732,9 +740,7 @@ def leave_one_out(decide: Callable[[list[int]], Sequence[Verdict]], seeds: Seque
     without = {seed: _by_key(decide([s for s in seeds if s != seed])) for seed in seeds}
     stable = []
     for key, verdict in verdicts.items():
-        omissions = tuple(Omission(seed, without[seed][key].outcome, without[seed][key].value,
-                                   without[seed][key].spread)
-                          if key in without[seed] else Omission(seed, "inconclusive") for seed in seeds)
+        omissions = tuple(_omission(seed, without[seed].get(key)) for seed in seeds)
         changed = tuple(o.seed for o in omissions if o.outcome != verdict.outcome)
         stability = Stability(FRAGILE if changed else STABLE, omissions, changed)
         stable.append(replace(verdict, stability=stability))
@@ -742,7 +748,10 @@ def leave_one_out(decide: Callable[[list[int]], Sequence[Verdict]], seeds: Seque
 
 
 STABILITY_RULE = (f"each verdict recomputed with every seed left out in turn (same criteria); fragile if "
-                  f"any omission changes its outcome; untested with {MIN_SEEDS} seeds or fewer")
+                  f"any omission changes its outcome; an omission that leaves a comparison below its own "
+                  f"minimum (e.g. one value in an arm) makes it inconclusive, which counts as a change; "
+                  f"untested with {MIN_SEEDS} seeds or fewer (an omission would leave fewer than a verdict "
+                  f"needs)")
 
 
 # ------------------------------------------------------------------ verdict files and tables
