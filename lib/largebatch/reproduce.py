@@ -255,13 +255,15 @@ def run_tasks(tasks: Sequence[Task], jobs: int = 1) -> dict[str, NotebookOutcome
 
 def write_manifest(out_dir: Path, tasks: Sequence[Task], outcomes: dict[str, NotebookOutcome],
                    profile: str, jobs: int) -> Path:
-    """``manifest.json`` beside the executed notebooks; a cached notebook keeps its last execution time."""
-    from largebatch import __version__
+    """``manifest.json`` beside the executed notebooks; a cached notebook keeps its last execution's
+    time, versions and machine (:func:`largebatch.provenance.environment`)."""
+    from largebatch import __version__, provenance
     from largebatch.experiments import _git_commit
 
     path = out_dir / MANIFEST_FILE
     previous = json.loads(path.read_text()).get("notebooks", {}) if path.exists() else {}
     commit = _git_commit()
+    machine = provenance.environment()
     entries = {}
     for task in tasks:
         outcome = outcomes[task.label]
@@ -274,10 +276,13 @@ def write_manifest(out_dir: Path, tasks: Sequence[Task], outcomes: dict[str, Not
             "last_execution_seconds": None if executed is None else round(executed, 2),
             "library_version": __version__ if outcome.status != "cached" else last.get("library_version", __version__),
             "git_commit": commit if outcome.status != "cached" else last.get("git_commit", commit),
+            "seeds": task.parameters.get("seeds", [task.parameters["seed"]] if "seed" in task.parameters
+                                         else "notebook default"),
+            "provenance": machine if outcome.status != "cached" else last.get("provenance", machine),
             "error_tail": outcome.error[-ERROR_TAIL_CHARS:],
         }
     manifest = {"profile": profile, "jobs": jobs, "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "notebooks": {**previous, **entries}}
+                "provenance": machine, "notebooks": {**previous, **entries}}
     path.write_text(json.dumps(manifest, indent=1, default=str))
     return path
 
