@@ -60,7 +60,7 @@ from largebatch.user_input import checked_folder, default_cache_dir
 SINGLE_BATCH_HESSIAN_SAMPLES = 8192  # up to this many training samples, Hessians use one batch
 
 __all__ = ["RunConfig", "ConfigError", "run", "sweep", "results", "load_model", "load_data",
-           "build_model", "validate", "cache_folder", "default_cache_dir", "load_record", "run_dir", "parse_shard"]
+           "build_model", "validate", "validate_all", "cache_folder", "default_cache_dir", "load_record", "run_dir", "parse_shard"]
 
 
 def cache_folder(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -89,6 +89,20 @@ def validate(config: RunConfig, bundle: data.DataBundle | None = None) -> data.D
             raise ConfigError(f"{name} must be <= the training set size {bundle.num_train} "
                               f"of {config.dataset}, got {value}")
     return bundle
+
+
+def validate_all(configs: Sequence[RunConfig]) -> None:
+    """:func:`validate` every configuration (each data set loaded once), before any run starts;
+    the error names the configuration's position in ``configs``."""
+    bundles: dict[tuple[str, str | None, int], data.DataBundle] = {}
+    for index, config in enumerate(configs):
+        if not isinstance(config, RunConfig):
+            raise TypeError(f"sweep takes RunConfig objects, got {type(config).__name__} at position {index}")
+        source = (config.dataset, config.data_root, config.num_samples if config.dataset == "mnist1d" else 0)
+        try:
+            bundles[source] = validate(config, bundles.get(source))
+        except ConfigError as error:
+            raise ConfigError(f"configuration {index} ({config.key()}): {error}") from None
 
 
 def build_model(config: RunConfig, bundle: data.DataBundle) -> nn.Module:
@@ -334,16 +348,15 @@ def sweep(configs: Sequence[RunConfig], cache_dir: str | os.PathLike | None = No
     local processes at once. Returns the records of the runs made here, in order.
     """
     configs = list(configs)
-    for config in configs:  # every configuration is checked before the first run starts
-        if not isinstance(config, RunConfig):
-            raise TypeError(f"sweep takes RunConfig objects, got {type(config).__name__}")
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
     if shard is not None:
         _check_shard(shard)
-        configs = configs[shard[0]::shard[1]]
     if jobs > 1 and distributed.is_distributed():
         raise ValueError("jobs > 1 cannot be combined with torchrun (each worker is one process already)")
+    validate_all(configs)
+    if shard is not None:
+        configs = configs[shard[0]::shard[1]]
     bar = tqdm(total=len(configs), desc="runs", unit="run", disable=not (progress and distributed.is_main()))
     with bar:
         if jobs == 1:
@@ -352,13 +365,14 @@ def sweep(configs: Sequence[RunConfig], cache_dir: str | os.PathLike | None = No
                 records.append(run(config, cache_dir, progress=progress))
                 bar.update(1)
             return records
-        import concurrent.futures
-        import multiprocessing
+        from concurrent.futures import as_completed
+
+        from largebatch.process_pool import StoppablePool
 
         cache = cache_folder(cache_dir)
-        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with StoppablePool(jobs) as pool:  # Ctrl-C: queued runs cancelled, running ones stopped
             futures = [pool.submit(run, config, cache, progress=False) for config in configs]
-            for future in concurrent.futures.as_completed(futures):
+            for _ in as_completed(futures):
                 bar.update(1)
             return [future.result() for future in futures]
 
