@@ -32,6 +32,7 @@ import pandas as pd
 
 from largebatch import claims, experiments, run_cache
 from largebatch.config import RunConfig
+from largebatch.user_input import check_seeds
 
 NOT_REPRODUCED = "not reproduced at this scale"
 MIN_SEEDS = 3  # a verdict resting on fewer seeds is recorded as inconclusive
@@ -57,9 +58,9 @@ def batch_size_sweep(base: RunConfig, batch_sizes: Iterable[int], seeds: Iterabl
     Every other hyper-parameter stays as in ``base``: the same learning rate and
     epochs for every batch size unless ``base`` names a scaling rule.
     """
-    batch_sizes, seeds = list(batch_sizes), list(seeds)
-    if not batch_sizes or not seeds:
-        raise ValueError("batch_sizes and seeds must not be empty")
+    batch_sizes, seeds = list(batch_sizes), check_seeds("seeds", list(seeds))
+    if not batch_sizes:
+        raise ValueError("batch_sizes must not be empty")
     return [base.replace(batch_size=b, seed=s, **changes) for b in batch_sizes for s in seeds]
 
 
@@ -106,6 +107,7 @@ def seed_summary(frame: pd.DataFrame, by: str | Sequence[str], metrics: Sequence
     for key, group in frame.groupby(by, sort=False):
         key = key if isinstance(key, tuple) else (key,)
         row = dict(zip(by, key))
+        _check_distinct_runs(group, f"the group {row}")
         kept = group[~diverged.loc[group.index]]
         for metric in metrics:
             values = pd.to_numeric(kept[metric], errors="coerce").dropna()
@@ -138,7 +140,22 @@ def batch_size_effect(frame: pd.DataFrame, metric: str, small: int, large: int,
     """``metric`` at batch size ``large`` minus at ``small`` (:func:`difference`), over the
     rows matching ``where``."""
     rows = select(frame, **where)
-    return difference(select(rows, batch_size=large)[metric], select(rows, batch_size=small)[metric])
+    samples = {size: select(rows, batch_size=size) for size in (large, small)}
+    for size, sample in samples.items():
+        _check_distinct_runs(sample, f"batch size {size} of {where}")
+    return difference(samples[large][metric], samples[small][metric])
+
+
+def _check_distinct_runs(sample: pd.DataFrame, what: str) -> None:
+    """Fail when a sample of runs (rows with a ``key`` column) holds one run more than once:
+    a repeated seed counts one run several times and fakes a seed noise of zero."""
+    if "key" not in sample:
+        return
+    repeated = sample["key"][sample["key"].duplicated()].unique().tolist()
+    if repeated:
+        seeds = sorted(set(sample["seed"])) if "seed" in sample else "?"
+        raise ValueError(f"{what} holds run {repeated[0]} {int((sample['key'] == repeated[0]).sum())} times "
+                         f"(seeds {seeds}): statistics over seeds need distinct runs; are seeds repeated?")
 
 
 def spread_of_means(frame: pd.DataFrame, metric: str, by: str = "batch_size", **where: Any) -> float:
@@ -529,9 +546,7 @@ def record_verdicts(chapter: str, verdicts: Sequence[Verdict], seeds: Sequence[i
     than :data:`MIN_SEEDS` seeds every outcome is recorded as ``inconclusive`` (the
     evidence says why): no verdict rests on fewer.
     """
-    seeds = [int(s) for s in seeds]
-    if len(seeds) < 1:
-        raise ValueError("seeds must name at least one seed")
+    seeds = check_seeds("seeds", [int(s) for s in seeds])  # distinct: a repeated seed is no new run
     if len(seeds) < MIN_SEEDS:
         note = f" (only {len(seeds)} seed{'s' if len(seeds) > 1 else ''}; a verdict needs {MIN_SEEDS})"
         verdicts = [replace(v, outcome="inconclusive", evidence=v.evidence + note) for v in verdicts]

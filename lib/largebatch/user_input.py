@@ -19,7 +19,7 @@ import os
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 
@@ -114,16 +114,10 @@ def check_seeds(name: str, seeds: Any) -> list[int]:
     a :class:`ConfigError` naming ``name`` (and any repeated seed) otherwise."""
     if (not isinstance(seeds, (list, tuple)) or not seeds
             or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)):
-        raise ConfigError(f"{name} must be a non-empty list of distinct integers >= 0, got {seeds!r}")
+        raise ConfigError(f"{name} must be a list of distinct integers >= 0 (one seed at least), got {seeds!r}")
     repeated = sorted(seed for seed, count in Counter(seeds).items() if count > 1)
     if repeated:
         raise ConfigError(f"{name} must be distinct (a repeated seed is the same run counted twice), "
                           f"got {list(seeds)!r}: {', '.join(map(str, repeated))} repeated")
     return list(seeds)
 
-
-def check_distinct(name: str, values: Sequence[Any]) -> None:
-    """Fail (:class:`ConfigError`) when ``values`` repeat an entry, naming ``name`` and the entry."""
-    repeated = [value for value, count in Counter(values).items() if count > 1]
-    if repeated:
-        raise ConfigError(f"{name} must be distinct, got {list(values)!r}: {repeated!r} repeated")
