@@ -142,7 +142,7 @@ def batch_size_effect(frame: pd.DataFrame, metric: str, small: int, large: int,
     rows = select(frame, **where)
     samples = {size: select(rows, batch_size=size) for size in (large, small)}
     for size, sample in samples.items():
-        _check_distinct_runs(sample, f"batch size {size} of {where}")
+        _check_distinct_runs(sample, f"batch size {size}" + (f" where {where}" if where else ""))
     return difference(samples[large][metric], samples[small][metric])
 
 

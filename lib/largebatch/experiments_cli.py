@@ -118,7 +118,7 @@ def _seconds(text: str) -> float:
 
 def _folder(text: str) -> Path:
     try:
-        return checked_folder(text, "--cache")
+        return checked_folder(text, "the folder")
     except ConfigError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
