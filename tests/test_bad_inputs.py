@@ -263,6 +263,10 @@ ROWS = [
         "$LARGEBATCH_DATA is set but empty"),
     Row("data", "data.load('cifar10', root='')", lambda t: data.load("cifar10", root=""), ConfigError,
         "root is empty"),
+    Row("analysis", "LARGEBATCH_VERDICTS_DIR=<a file>; record_verdicts(...)",
+        lambda t: _with_env("LARGEBATCH_VERDICTS_DIR", _write(t, "file", ""),
+                            lambda: analysis.record_verdicts("04_adversarial", [], [0, 1, 2])), ConfigError,
+        "$LARGEBATCH_VERDICTS_DIR is a file"),
     Row("experiments CLI", "verify --cache ''", lambda t: experiments_cli.main(["verify", "--cache", ""]),
         SystemExit, "--cache: the folder is empty"),
     # 4. profile and sweep files

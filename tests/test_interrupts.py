@@ -62,12 +62,13 @@ def wait_gone(pid: int, what: str, group: bool = False) -> None:
         time.sleep(0.05)
 
 
-def test_ctrl_c_stops_a_parallel_sweep_and_keeps_the_finished_runs(tmp_path):
+@pytest.mark.parametrize("jobs", [2, 1])
+def test_ctrl_c_stops_a_sweep_and_keeps_the_finished_runs(tmp_path, jobs):
     cache = tmp_path / "cache"
     configs = [RunConfig(num_samples=200, model="mnist1d_mlp", model_options={"width": 8}, batch_size=16,
                          epochs=30, lr=0.05, seed=seed) for seed in range(12)]
     (tmp_path / "sweep.json").write_text(json.dumps([c.to_dict() for c in configs]))
-    process = start(["largebatch.experiments", "sweep", "sweep.json", "--jobs", "2"], tmp_path,
+    process = start(["largebatch.experiments", "sweep", "sweep.json", "--jobs", str(jobs)], tmp_path,
                     LARGEBATCH_CACHE_DIR=str(cache))
     wait_for(lambda: any(cache.glob("*/record.json")), "finished run", process)
     out, err = ctrl_c(process)
