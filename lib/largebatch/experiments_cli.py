@@ -28,7 +28,7 @@ from typing import Any, Sequence
 from largebatch import experiments, run_cache
 from largebatch.config import ConfigError, RunConfig
 from largebatch.process_pool import INTERRUPTED_EXIT
-from largebatch.user_input import checked_folder, read_yaml_file
+from largebatch.user_input import folder_option, read_yaml_file
 
 SWEEP_SUFFIXES = (".json", ".yaml", ".yml")
 
@@ -116,13 +116,6 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _folder(text: str) -> Path:
-    try:
-        return checked_folder(text, "the folder")
-    except ConfigError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m largebatch.experiments",
                                      description="Run sweeps and look after the run cache.")
@@ -138,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     gc.add_argument("--min-age", type=_seconds, default=600.0, metavar="SECONDS",
                     help="only temporary files older than this (default 600)")
     for command in (sweep, verify, gc):
-        command.add_argument("--cache", type=_folder, default=None,
+        command.add_argument("--cache", type=folder_option, default=None,
                              help="cache folder (default: $LARGEBATCH_CACHE_DIR, else the project's)")
     return parser
 

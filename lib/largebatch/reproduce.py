@@ -56,7 +56,7 @@ from typing import Any, Iterator, Sequence
 import yaml
 
 from largebatch.process_pool import INTERRUPTED_EXIT, StoppablePool
-from largebatch.user_input import ConfigError, check_seeds, checked_folder, folder_environment, parse_yaml, \
+from largebatch.user_input import ConfigError, check_seeds, folder_environment, folder_option, parse_yaml, \
     read_yaml_file
 
 PROFILES = ("smoke", "quick", "paper")
@@ -397,13 +397,6 @@ def _seed(text: str) -> int:
     return int(text)
 
 
-def _folder(text: str) -> Path:
-    try:
-        return checked_folder(text, "the folder")
-    except ConfigError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
 def _select(notebooks: dict[str, Path], only: Sequence[str]) -> dict[str, Path]:
     """The notebooks ``--only`` names (exactly or by prefix); :class:`ConfigError` for an empty
     name or one that matches nothing."""
@@ -425,10 +418,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="override a notebook parameter (value parsed as YAML)")
     parser.add_argument("--jobs", type=_positive, default=1, help="notebooks executed at a time (default 1)")
     parser.add_argument("--seeds", type=_seed, nargs="+", help="rerun over these seeds (see above)")
-    parser.add_argument("--out", type=_folder, help="folder for executed notebooks")
+    parser.add_argument("--out", type=folder_option, help="folder for executed notebooks")
     parser.add_argument("--build", action="store_true", help="build the HTML book afterwards")
     parser.add_argument("--no-execute", action="store_true", help="build from already executed notebooks")
-    parser.add_argument("--book-output", type=_folder,
+    parser.add_argument("--book-output", type=folder_option,
                         help="folder that receives _build/html (default: the project root)")
     parser.add_argument("--root", type=Path, default=None, help=argparse.SUPPRESS)  # tests: another project folder
     args = parser.parse_args(argv)

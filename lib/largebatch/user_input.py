@@ -8,13 +8,15 @@
   and :func:`default_data_dir` (``$LARGEBATCH_DATA``) resolve the variable once, to an
   absolute path, so a kernel working in ``notebooks/`` and a command line working in the
   project root name the same folder; :func:`folder_environment` hands both to
-  subprocesses. An empty value, or a path that is a file, is an error.
+  subprocesses. An empty value, or a path that is a file, is an error, as it is for a
+  folder option (:func:`folder_option`) or argument (:func:`checked_folder`).
 * **Seeds.** :func:`check_seeds`: a list of distinct integers >= 0 (a repeated seed is the
   same run counted twice, and a verdict over it would report seed noise of zero).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 from collections import Counter
@@ -69,6 +71,14 @@ def checked_folder(path: str | os.PathLike, what: str) -> Path:
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"{what} is a file, not a folder: {folder}")
     return folder
+
+
+def folder_option(text: str) -> Path:
+    """An argparse ``type`` for a folder option: :func:`checked_folder`, its error as argparse's."""
+    try:
+        return checked_folder(text, "the folder")
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def env_folder(name: str, default: Path) -> Path:
