@@ -8,7 +8,9 @@ per-channel statistics that the model's first layer uses to normalize.
 MNIST-1D is generated deterministically by the ``mnist1d`` package and never
 downloaded. MNIST, Fashion-MNIST, CIFAR-10/100 and SVHN are read from their
 standard on-disk formats (idx, python pickles, .mat) under ``root``; they are
-fetched through torchvision only when ``download=True``.
+fetched through torchvision only when ``download=True``. A missing file raises
+:class:`DataNotFoundError`, a truncated or wrong one :class:`DataFormatError`, each
+naming the file.
 """
 
 from __future__ import annotations
