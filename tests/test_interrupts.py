@@ -47,17 +47,22 @@ def ctrl_c(process: subprocess.Popen) -> tuple[str, str]:
     return process.communicate(timeout=DEADLINE_S)
 
 
-def gone(pid: int, group: bool = False) -> bool:
-    try:
-        (os.killpg if group else os.kill)(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
+def running(pid: int, group: bool = False) -> bool:
+    """Whether process ``pid`` (or any process of group ``pid``) runs. A zombie (dead, not yet
+    reaped: containers whose PID 1 does not reap orphans keep them) does not count."""
+    processes = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()  # after "pid (comm)": state, ppid, pgrp
+        except OSError:  # it ended meanwhile
+            continue
+        processes.append((int(stat.parent.name), fields[0], int(fields[2])))
+    return any(state != "Z" and (group_id if group else process) == pid for process, state, group_id in processes)
 
 
 def wait_gone(pid: int, what: str, group: bool = False) -> None:
     deadline = time.monotonic() + 60
-    while not gone(pid, group):
+    while running(pid, group):
         assert time.monotonic() < deadline, f"{what} (pid {pid}) still runs 60 s after the command exited"
         time.sleep(0.05)
 
