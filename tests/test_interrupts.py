@@ -4,7 +4,8 @@ Each test starts a command line in a session of its own and sends SIGINT to its 
 group, as a terminal does on Ctrl-C, once a marker file shows the work is under way (no
 sleeps that assume a machine's speed: every wait polls with a generous deadline). The
 command must exit with status 130, start nothing that was queued, leave no process
-behind (workers, kernels) and keep what finished.
+behind (workers, kernels) and keep what finished. The pool under both commands
+(``largebatch.process_pool``) is also tested on its own.
 """
 
 import json
@@ -20,6 +21,7 @@ import pytest
 
 from largebatch import experiments, run_cache
 from largebatch.config import RunConfig
+from largebatch.process_pool import StoppablePool
 
 DEADLINE_S = 300.0
 LIB = str(Path(experiments.__file__).parents[1])
@@ -65,6 +67,29 @@ def wait_gone(pid: int, what: str, group: bool = False) -> None:
     while running(pid, group):
         assert time.monotonic() < deadline, f"{what} (pid {pid}) still runs 60 s after the command exited"
         time.sleep(0.05)
+
+
+def _block(marker: str) -> None:
+    """A call that writes its worker's pid to ``marker`` and then waits ten minutes."""
+    Path(marker).write_text(str(os.getpid()))
+    time.sleep(600)
+
+
+def test_a_pool_left_by_an_exception_ends_its_running_call_and_starts_no_queued_one(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        with StoppablePool(1) as pool:
+            pool.submit(_block, str(first))
+            pool.submit(_block, str(second))
+            deadline = time.monotonic() + DEADLINE_S
+            while not first.exists():
+                assert time.monotonic() < deadline, "the first call never started"
+                time.sleep(0.05)
+            raise KeyboardInterrupt
+    assert time.monotonic() - started < 500, "the pool waited for its running call"
+    assert not running(int(first.read_text()))
+    assert not second.exists(), "a queued call started after the pool was stopped"
 
 
 @pytest.mark.parametrize("jobs", [2, 1])
