@@ -54,8 +54,10 @@ def report(folder: Path, name: str) -> dict:
 
 
 @pytest.mark.slow
-def test_parallel_run_names_failures_writes_manifest_and_runs_summary_last(project, capsys):
+def test_parallel_run_names_failures_writes_manifest_and_runs_summary_last(project, capsys, monkeypatch):
     out = project / "out"
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("LARGEBATCH_CACHE_DIR", "relcache")  # relative to where the command runs, not the kernels
     status = reproduce.main(["--root", str(project), "--profile", "smoke", "--out", str(out),
                              "--jobs", "2"])
     captured = capsys.readouterr()
@@ -69,6 +71,8 @@ def test_parallel_run_names_failures_writes_manifest_and_runs_summary_last(proje
     env = report(out, "01_single")["env"]
     assert env["LARGEBATCH_PROFILE"] == "smoke"
     assert Path(env["LARGEBATCH_VERDICTS_DIR"]) == out.resolve()
+    assert env["LARGEBATCH_CACHE_DIR"] == str(project / "relcache")
+    assert Path(env["LARGEBATCH_DATA"]).is_absolute()
     assert report(out, "02_many")["seeds"] == [7] and report(out, "02_many")["epochs"] == 2
     manifest = json.loads((out / reproduce.MANIFEST_FILE).read_text())
     entries = manifest["notebooks"]

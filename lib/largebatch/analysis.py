@@ -38,6 +38,7 @@ import pandas as pd
 
 from largebatch import claims, experiments, run_cache
 from largebatch.config import RunConfig
+from largebatch.user_input import check_seeds
 
 NOT_REPRODUCED = "not reproduced at this scale"
 MIN_SEEDS = 3  # a verdict resting on fewer seeds is recorded as inconclusive
@@ -48,7 +49,7 @@ __all__ = [
     "STABILITY_RULE", "STABLE", "UNTESTED", "WELCH", "Correlation", "Difference", "LogLawFit", "Omission",
     "PowerLawFit", "Stability", "Verdict", "batch_size_effect", "batch_size_sweep", "by_seed",
     "closure_verdict", "combine_verdicts", "compare", "constant_verdict", "correlation_verdict",
-    "difference", "difference_of_differences", "difference_verdict", "distance_curve", "distinct_seeds",
+    "difference", "difference_of_differences", "difference_verdict", "distance_curve",
     "fit_log_law", "fit_power_law", "improvement_verdict", "leave_one_out", "margin_verdict", "measure",
     "outcome_label", "outcome_style", "paired_difference", "ratio_verdict", "record_verdicts",
     "records_frame", "seed_summary", "select", "spearman", "spread_of_means", "verdict_table",
@@ -65,9 +66,9 @@ def batch_size_sweep(base: RunConfig, batch_sizes: Iterable[int], seeds: Iterabl
     Every other hyper-parameter stays as in ``base``: the same learning rate and
     epochs for every batch size unless ``base`` names a scaling rule.
     """
-    batch_sizes, seeds = list(batch_sizes), list(seeds)
-    if not batch_sizes or not seeds:
-        raise ValueError("batch_sizes and seeds must not be empty")
+    batch_sizes, seeds = list(batch_sizes), check_seeds("seeds", list(seeds))
+    if not batch_sizes:
+        raise ValueError("batch_sizes must not be empty")
     return [base.replace(batch_size=b, seed=s, **changes) for b in batch_sizes for s in seeds]
 
 
@@ -114,6 +115,7 @@ def seed_summary(frame: pd.DataFrame, by: str | Sequence[str], metrics: Sequence
     for key, group in frame.groupby(by, sort=False):
         key = key if isinstance(key, tuple) else (key,)
         row = dict(zip(by, key))
+        _check_distinct_runs(group, f"the group {row}")
         kept = group[~diverged.loc[group.index]]
         for metric in metrics:
             values = pd.to_numeric(kept[metric], errors="coerce").dropna()
@@ -162,7 +164,22 @@ def batch_size_effect(frame: pd.DataFrame, metric: str, small: int, large: int, 
         return paired_difference(by_seed(frame, metric, batch_size=large, **where),
                                  by_seed(frame, metric, batch_size=small, **where))
     rows = select(frame, **where)
-    return difference(select(rows, batch_size=large)[metric], select(rows, batch_size=small)[metric])
+    samples = {size: select(rows, batch_size=size) for size in (large, small)}
+    for size, sample in samples.items():
+        _check_distinct_runs(sample, f"batch size {size}" + (f" where {where}" if where else ""))
+    return difference(samples[large][metric], samples[small][metric])
+
+
+def _check_distinct_runs(sample: pd.DataFrame, what: str) -> None:
+    """Fail when a sample of runs (rows with a ``key`` column) holds one run more than once:
+    a repeated seed counts one run several times and fakes a seed noise of zero."""
+    if "key" not in sample:
+        return
+    repeated = sample["key"][sample["key"].duplicated()].unique().tolist()
+    if repeated:
+        seeds = sorted(set(sample["seed"])) if "seed" in sample else "?"
+        raise ValueError(f"{what} holds run {repeated[0]} {int((sample['key'] == repeated[0]).sum())} times "
+                         f"(seeds {seeds}): statistics over seeds need distinct runs; are seeds repeated?")
 
 
 def spread_of_means(frame: pd.DataFrame, metric: str, by: str = "batch_size", **where: Any) -> float:
@@ -686,17 +703,6 @@ def combine_verdicts(claim: str, verdicts: Sequence[Verdict]) -> Verdict:
 # ------------------------------------------------------------------ stability
 
 
-def distinct_seeds(seeds: Sequence[int]) -> list[int]:
-    """``seeds`` as a list of ints; ``ValueError`` when empty or when a seed repeats."""
-    seeds = [int(s) for s in seeds]
-    if not seeds:
-        raise ValueError("seeds must name at least one seed")
-    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
-    if repeated:
-        raise ValueError(f"seeds repeated: {repeated}; a repeated seed is the same run, not more evidence")
-    return seeds
-
-
 def _by_key(verdicts: Sequence[Verdict]) -> dict[tuple[str, str], Verdict]:
     keyed: dict[tuple[str, str], Verdict] = {}
     for verdict in verdicts:
@@ -731,7 +737,7 @@ def leave_one_out(decide: Callable[[list[int]], Sequence[Verdict]], seeds: Seque
     comparison's ``inconclusive`` (its evidence says why) and counts as a change: the
     verdict cannot stand without that seed.
     """
-    seeds = distinct_seeds(seeds)
+    seeds = check_seeds("seeds", [int(s) for s in seeds])
     verdicts = _by_key(decide(seeds))
     if len(seeds) <= MIN_SEEDS:
         note = (f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}: leaving one out would leave fewer "
@@ -812,7 +818,7 @@ def record_verdicts(chapter: str, verdicts: Sequence[Verdict] | Callable[[list[i
     """
     from largebatch import provenance
 
-    seeds = distinct_seeds(seeds)
+    seeds = check_seeds("seeds", [int(s) for s in seeds])  # distinct: a repeated seed is no new run
     verdicts = leave_one_out(verdicts, seeds) if callable(verdicts) else list(verdicts)
     if len(seeds) < MIN_SEEDS:
         note = f" (only {len(seeds)} seed{'s' if len(seeds) > 1 else ''}; a verdict needs {MIN_SEEDS})"

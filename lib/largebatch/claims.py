@@ -17,6 +17,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from largebatch.user_input import env_folder
+
 __all__ = ["CLAIMS", "Claim", "NOT_RUN", "claim", "read_verdicts", "verdicts_dir"]
 
 NOT_RUN = "not run"
@@ -183,8 +185,9 @@ def claim(claim_id: str) -> Claim:
 
 
 def verdicts_dir() -> Path:
-    """Where verdict files go: ``$LARGEBATCH_VERDICTS_DIR``, else the working directory."""
-    return Path(os.environ.get(VERDICTS_DIR_ENV) or Path.cwd())
+    """Where verdict files go: ``$LARGEBATCH_VERDICTS_DIR``, else the working directory (absolute;
+    an empty value or a file is a :class:`largebatch.config.ConfigError`)."""
+    return env_folder(VERDICTS_DIR_ENV, Path.cwd())
 
 
 def read_verdicts(folder: str | os.PathLike | None = None) -> dict[str, dict]:

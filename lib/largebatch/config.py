@@ -20,15 +20,12 @@ from typing import Any
 from largebatch.augmentation import AUGMENTATIONS
 from largebatch.data import DATASETS
 from largebatch.models import MODELS
+from largebatch.user_input import ConfigError
 
 SCHEDULES = ("constant", "step", "multistep", "cosine")
 LR_SCALING_RULES = ("none", "linear", "sqrt")
 ADVERSARIAL_METHODS = ("fgsm", "pgd")
 BATCH_SIZE_CONTROLLERS = ("none", "growth", "noise_scale", "abs", "absa")
-
-
-class ConfigError(ValueError):
-    """A run configuration (or notebook parameter) with a wrong type or value."""
 
 
 @dataclass(frozen=True)
