@@ -836,7 +836,7 @@ def record_verdicts(chapter: str, verdicts: Sequence[Verdict] | Callable[[list[i
                "provenance": provenance.environment(), "verdicts": rows}
     path = Path(folder) if folder is not None else claims.verdicts_dir()
     path.mkdir(parents=True, exist_ok=True)
-    (path / f"{chapter}.verdicts.json").write_text(json.dumps(content, indent=1))
+    run_cache.atomic_write_bytes(path / f"{chapter}.verdicts.json", json.dumps(content, indent=1).encode())
     return verdict_table(verdicts)
 
 
