@@ -1,7 +1,11 @@
-"""The attack study of the adversarial chapter: grids, cached robust curves, input curvature.
+"""Chapter 04, "Large batches are easier to attack": robustness, momentum, input curvature.
 
-Written once so that the chapter "Large batches are easier to attack" only calls it;
-statistics and verdicts come from :mod:`largebatch.analysis`.
+Claims A2, A3, A4 (Yao et al. 2018) and C1-C3 (Kamath et al. 2020). The design is a
+grid of batch sizes under two learning-rate regimes (fixed, or lr/B held constant) and
+two momenta, the two ends of its main setting trained again adversarially (A4), and a
+small MLP with ReLU and smooth activations for the input curvature (A3). The chapter
+follows the shape of every study module (see :mod:`largebatch.studies`); the attack
+helpers below are also what other chapters use to attack a finished run:
 
 * :func:`scaling_grid` -- the runs of a batch-size study under two learning-rate
   regimes (fixed learning rate, or learning rate proportional to the batch size) and
@@ -24,15 +28,17 @@ import json
 import math
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from pandas.io.formats.style import Styler
 from torch import Tensor, nn
 
-from largebatch import analysis, attacks, experiments
+from largebatch import analysis, attacks, data, experiments, models, notebook, plots
 from largebatch.config import ConfigError, RunConfig
 from largebatch.evaluation import eval_mode
 from largebatch.input_curvature import (
@@ -43,12 +49,14 @@ from largebatch.input_curvature import (
     loss_along_direction,
     same_linear_region,
 )
+from largebatch.studies.common import LabelledRun, design_table, parameters, unique_configs, use_threads
 from largebatch.train import lr_scale
 
 __all__ = [
-    "ROUNDOFF_FACTOR", "GridRun", "area_under_curve", "check_epsilons", "check_study",
-    "convexity_table", "gradient_line", "input_curvature_table", "input_scale", "per_run",
-    "robust_curve", "robustness_table", "saddle_free_verdict", "scaling_grid", "unique_configs",
+    "CHAPTER", "ROUNDOFF_FACTOR", "Design", "Tables", "area_under_curve", "check_epsilons", "check_study",
+    "convexity_table", "design", "gradient_line", "input_curvature_table", "input_scale", "per_run", "prose",
+    "record_verdicts", "robust_curve", "robustness_table", "saddle_free_verdict", "scaling_grid", "tables",
+    "verdicts",
 ]
 
 REGIMES = ("none", "linear")
@@ -58,17 +66,9 @@ _CURVE_FORMAT = 1  # bump when the cached robust-curve computation changes
 # ----------------------------------------------------------------------------- grids
 
 
-@dataclass(frozen=True)
-class GridRun:
-    """One run of a grid: its labels (become table columns) and its configuration."""
-
-    labels: dict[str, Any]
-    config: RunConfig
-
-
 def scaling_grid(base: RunConfig, batch_sizes: Sequence[int], seeds: Sequence[int],
                  regimes: Sequence[str] = REGIMES, momenta: Sequence[float] | None = None,
-                 ) -> list[GridRun]:
+                 ) -> list[LabelledRun]:
     """Batch-size runs under learning-rate regimes, momenta and seeds.
 
     ``regimes`` are ``lr_scaling`` rules: ``"none"`` keeps ``base.lr`` at every batch
@@ -93,18 +93,9 @@ def scaling_grid(base: RunConfig, batch_sizes: Sequence[int], seeds: Sequence[in
                     rule = "none" if batch_size == reference else regime
                     config = base.replace(batch_size=batch_size, lr_scaling=rule,
                                           base_batch_size=reference, momentum=momentum, seed=seed)
-                    runs.append(GridRun({"regime": regime, "momentum": momentum,
+                    runs.append(LabelledRun({"regime": regime, "momentum": momentum,
                                          "batch_size": batch_size, "seed": seed}, config))
     return runs
-
-
-def unique_configs(runs: Iterable[GridRun | RunConfig]) -> list[RunConfig]:
-    """The distinct configurations of some runs, in first-seen order (to train each once)."""
-    seen: dict[str, RunConfig] = {}
-    for run in runs:
-        config = run.config if isinstance(run, GridRun) else run
-        seen.setdefault(config.key(), config)
-    return list(seen.values())
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -201,18 +192,18 @@ def robust_curve(config: RunConfig, epsilons: Sequence[float], attack: str = "pg
     return pd.DataFrame(analysis.measure(config, f"robust_{digest}", compute, cache_dir))
 
 
-def _labelled(runs: Iterable[GridRun | RunConfig]) -> list[GridRun]:
-    return [run if isinstance(run, GridRun) else GridRun({}, run) for run in runs]
+def _labelled(runs: Iterable[LabelledRun | RunConfig]) -> list[LabelledRun]:
+    return [run if isinstance(run, LabelledRun) else LabelledRun({}, run) for run in runs]
 
 
-def robustness_table(runs: Sequence[GridRun | RunConfig], epsilons: Sequence[float],
+def robustness_table(runs: Sequence[LabelledRun | RunConfig], epsilons: Sequence[float],
                      attack_names: Sequence[str] = ("fgsm", "pgd"), *,
                      cache_dir: str | os.PathLike | None = None, **curve_kwargs: Any,
                      ) -> pd.DataFrame:
     """One row per run, attack and epsilon: labels, run facts and robust accuracy.
 
     Every run must be finished (its record cached). Columns: the run's labels (for
-    :class:`GridRun`), ``run`` (position in ``runs``), ``key``, ``batch_size``, ``lr_scaling``, ``momentum``, ``seed``,
+    :class:`LabelledRun`), ``run`` (position in ``runs``), ``key``, ``batch_size``, ``lr_scaling``, ``momentum``, ``seed``,
     ``adversarial_fraction``, ``effective_lr`` (learning rate after scaling),
     ``status``, ``steps``, ``test_accuracy``, ``hessian_top_eigenvalue`` (NaN if not
     measured), ``attack``, ``epsilon``, ``robust_accuracy``. A diverged run gives NaN
@@ -417,3 +408,485 @@ def convexity_table(model: nn.Module, inputs: Tensor, targets: Tensor, max_step:
                      "min_second_difference": second.min().item() / size,
                      "allowance": allowance / size, "convex": second.min().item() >= -allowance})
     return pd.DataFrame(rows)
+
+
+# ============================================================================= the chapter
+
+CHAPTER = "04_adversarial"
+REGIME_NAMES = {"none": "fixed lr", "linear": "lr/B fixed"}  # lr_scaling of the grid -> its name in tables
+ADVERSARIAL = "adversarial (FGSM)"  # the "training" label of the A4 runs (the others: "natural")
+
+
+@dataclass(frozen=True)
+class Design:
+    """The chapter's parameters (see the notebook's parameters cell), checked on construction."""
+
+    dataset: str
+    model: str
+    model_options: dict
+    num_samples: int
+    epochs: int
+    lr: float
+    momentum: float
+    low_momentum: float
+    batch_sizes: list[int]
+    seeds: list[int]
+    epsilons: list[float]
+    reference_eps: float
+    pgd_steps: int
+    attack_samples: int
+    adversarial_fraction: float
+    adversarial_eps: float
+    curvature_dataset: str
+    curvature_model: str
+    curvature_activations: list[str]
+    curvature_points: int
+    line_length: float
+    z_threshold: float
+    constant_tolerance: float
+    indefinite_fraction: float
+    num_threads: int
+    augmentation: str
+
+    def __post_init__(self) -> None:
+        notebook.check_choice("dataset", self.dataset, data.DATASETS)
+        notebook.check_choice("curvature_dataset", self.curvature_dataset, data.DATASETS)
+        for name in ("batch_sizes", "epochs", "attack_samples", "pgd_steps", "curvature_points", "line_length",
+                     "z_threshold", "constant_tolerance"):
+            notebook.check_positive(name, getattr(self, name))
+        check_epsilons(self.epsilons, self.reference_eps)
+        for activation in self.curvature_activations:
+            notebook.check_choice("curvature_activations", activation, list(models.ACTIVATIONS))
+        check_study(self.batch_sizes, self.seeds, [self.low_momentum, self.momentum], self.curvature_activations,
+                    self.indefinite_fraction, self.num_threads)
+        experiments.build_model(self.base, self.bundle)  # fails here on bad model options
+        for config in self.curvature_runs.values():
+            experiments.build_model(config, self.curvature_bundle)
+
+    @property
+    def small(self) -> int:
+        return min(self.batch_sizes)
+
+    @property
+    def large(self) -> int:
+        return max(self.batch_sizes)
+
+    @cached_property
+    def bundle(self) -> data.DataBundle:
+        """The data of the batch-size study, checked against the largest batch."""
+        return experiments.validate(self.base.replace(batch_size=self.large))
+
+    @cached_property
+    def curvature_bundle(self) -> data.DataBundle:
+        """The data of the input-curvature study."""
+        return experiments.validate(self.curvature_base)
+
+    @property
+    def base(self) -> RunConfig:
+        return experiments.RunConfig(
+            dataset=self.dataset, model=self.model, model_options=self.model_options,
+            num_samples=self.num_samples, epochs=self.epochs, lr=self.lr, momentum=self.momentum,
+            hessian_top_k=1, augmentation=self.augmentation)
+
+    @cached_property
+    def grid(self) -> list[LabelledRun]:
+        """Batch sizes x regimes (fixed lr, lr/B fixed) x momenta x seeds; labels regime, momentum,
+        batch_size, seed."""
+        return scaling_grid(self.base, self.batch_sizes, self.seeds, regimes=("none", "linear"),
+                            momenta=[self.low_momentum, self.momentum])
+
+    @property
+    def natural(self) -> list[LabelledRun]:
+        """The runs of the grid that A4 trains again adversarially: fixed lr, main momentum, both ends."""
+        return [run for run in self.grid if run.labels["regime"] == "none"
+                and run.labels["momentum"] == self.momentum and run.labels["batch_size"] in (self.small, self.large)]
+
+    @property
+    def adversarial_training(self) -> list[LabelledRun]:
+        return [LabelledRun({**run.labels, "training": ADVERSARIAL},
+                            run.config.replace(adversarial_fraction=self.adversarial_fraction,
+                                               adversarial_eps=self.adversarial_eps, adversarial_method="fgsm"))
+                for run in self.natural]
+
+    @property
+    def a4_runs(self) -> list[LabelledRun]:
+        """The natural runs and their adversarially trained twins (label ``training``)."""
+        return [LabelledRun({**run.labels, "training": "natural"}, run.config)
+                for run in self.natural] + self.adversarial_training
+
+    @property
+    def curvature_base(self) -> RunConfig:
+        return experiments.RunConfig(dataset=self.curvature_dataset, model=self.curvature_model,
+                                     num_samples=self.num_samples, epochs=self.epochs, lr=self.lr,
+                                     momentum=self.momentum, batch_size=self.small)
+
+    @property
+    def curvature_runs(self) -> dict[str, RunConfig]:
+        """Activation -> the input-curvature network with it."""
+        return {name: self.curvature_base.replace(model_options={"activation": name})
+                for name in self.curvature_activations}
+
+    @property
+    def training_runs(self) -> list[RunConfig]:
+        """Every distinct configuration to train."""
+        return unique_configs(self.grid + self.adversarial_training) + list(self.curvature_runs.values())
+
+    @property
+    def runs(self) -> list[LabelledRun]:
+        """Every run, labelled for the design table (runs shared by two settings appear twice)."""
+        def labels(study: str, run: LabelledRun) -> dict[str, Any]:
+            named = {k: v for k, v in run.labels.items() if k != "regime"}
+            return {"study": study, "lr": REGIME_NAMES[run.labels["regime"]], **named}
+
+        return ([LabelledRun(labels("grid (A2, C1-C3)", run), run.config) for run in self.grid]
+                + [LabelledRun(labels("adversarial training (A4)", run), run.config)
+                   for run in self.adversarial_training]
+                + [LabelledRun({"study": "input curvature (A3)", "activation": name}, config)
+                   for name, config in self.curvature_runs.items()])
+
+    def table(self) -> Styler:
+        """The design as the chapter shows it."""
+        return design_table(self.runs, self.bundle)
+
+
+def design(namespace: Mapping[str, Any]) -> Design:
+    """The chapter's design from the notebook's parameters (its ``globals()``), validated."""
+    return Design(**parameters(namespace, Design))
+
+
+@dataclass
+class Tables:
+    """What the figures and verdicts read."""
+
+    design: Design
+    statuses: pd.Series  # number of trained runs per final status
+    scale: dict[str, float]  # mean RMS and largest |x| of the attacked test inputs
+    table: pd.DataFrame  # the grid: one row per run, attack and epsilon (robustness_table)
+    runs: pd.DataFrame  # the grid: one row per run and attack, with "auc", "robust_at_ref", "setting"
+    a4_table: pd.DataFrame  # the A4 runs: one row per run, attack and epsilon
+    a4: pd.DataFrame  # the A4 runs: one row per run and attack
+    curvature: pd.DataFrame  # input Hessian spectrum per network and test point (input_curvature_table)
+    convexity: pd.DataFrame  # convexity along the input gradient per network, segment and point
+    lines: dict[str, tuple[Tensor, Tensor]]  # MLP -> loss along its input gradient at one test point
+    piecewise: list[str]  # names of the piecewise-linear (ReLU) networks of the A3 study
+    smooth: list[str]  # names of the smooth networks
+
+    @property
+    def pgd_runs(self) -> pd.DataFrame:
+        return analysis.select(self.runs, attack="pgd")
+
+
+def _setting(regime: str, momentum: float) -> str:
+    return f"{REGIME_NAMES[regime]}, momentum {momentum:g}"
+
+
+def _curvature(design: Design, natural: list[LabelledRun]) -> tuple[pd.DataFrame, pd.DataFrame, dict, list, list]:
+    """A3: input Hessians and convexity of the MLPs and of the grid's ReLU CNNs at both ends."""
+    networks = {f"MLP {name}": experiments.load_model(config) for name, config in design.curvature_runs.items()}
+    cnn_runs = {f"CNN relu, B = {b}": next(run.config for run in natural
+                                           if run.labels["batch_size"] == b and run.labels["seed"] == design.seeds[0])
+                for b in (design.small, design.large)}
+    networks.update({name: experiments.load_model(config) for name, config in cnn_runs.items()})
+    points = design.curvature_points
+    mlp_inputs, mlp_targets = (t[:points] for t in design.curvature_bundle.test.tensors)
+    cnn_inputs, cnn_targets = (t[:points] for t in design.bundle.test.tensors)
+    piecewise = ["MLP relu", *cnn_runs]
+    smooth = [f"MLP {name}" for name in design.curvature_activations[1:]]
+    mlps = ["MLP relu", *smooth]
+    curvature = pd.concat([
+        input_curvature_table({n: networks[n] for n in mlps}, mlp_inputs, mlp_targets,
+                              design.curvature_bundle.num_classes),
+        input_curvature_table({n: networks[n] for n in cnn_runs}, cnn_inputs, cnn_targets,
+                              design.bundle.num_classes),
+    ], ignore_index=True)
+    segments = [(True, "inside the linear region"), (False, "fixed length")]
+    convexity = pd.concat([
+        convexity_table(networks[name], inputs, targets, design.line_length, within_region=within)
+        .assign(network=name, segment=segment)
+        for name, (inputs, targets) in [*((n, (mlp_inputs, mlp_targets)) for n in mlps),
+                                        *((n, (cnn_inputs, cnn_targets)) for n in cnn_runs)]
+        for within, segment in (segments if name in piecewise else segments[1:])
+    ], ignore_index=True)
+    lines = {name: gradient_line(networks[name], mlp_inputs[0], mlp_targets[0], design.line_length, num_steps=41)
+             for name in mlps}
+    return curvature, convexity, lines, piecewise, smooth
+
+
+def tables(design: Design) -> Tables:
+    """Train every run (or read it from the cache), attack them, measure input curvature."""
+    use_threads(design.num_threads)
+    records = experiments.sweep(design.training_runs)
+    statuses = pd.Series([r["status"] for r in records]).value_counts()
+    scale = input_scale(design.bundle.test.tensors[0][:design.attack_samples])
+    curve_settings = {"num_points": design.attack_samples, "steps": design.pgd_steps}
+    table = robustness_table(design.grid, design.epsilons, **curve_settings)
+    table["setting"] = [_setting(r, m) for r, m in zip(table["regime"], table["momentum"])]
+    runs = per_run(table, reference_eps=design.reference_eps)
+    runs["log_eigenvalue"] = np.log(runs["hessian_top_eigenvalue"])
+    a4_table = robustness_table(design.a4_runs, design.epsilons, **curve_settings)
+    a4_table["setting"] = [f"{t}, B = {b}" for t, b in zip(a4_table["training"], a4_table["batch_size"])]
+    a4 = per_run(a4_table, reference_eps=design.reference_eps)
+    a4["log_eigenvalue"] = np.log(a4["hessian_top_eigenvalue"])
+    return Tables(design, statuses, scale, table, runs, a4_table, a4, *_curvature(design, design.natural))
+
+
+# ----------------------------------------------------------------------------- figures and tables
+
+
+def scale_table(tables: Tables) -> Styler:
+    """What an epsilon means: the size of the attacked inputs."""
+    scale, eps = tables.scale, tables.design.reference_eps
+    return notebook.show(pd.DataFrame({"per-sample RMS (mean)": [scale["rms"]],
+                                       "per-sample max |x| (mean)": [scale["linf"]],
+                                       "reference epsilon": [eps], "reference epsilon / RMS": [eps / scale["rms"]]}))
+
+
+def status_table(tables: Tables) -> Styler:
+    """How the trained runs ended."""
+    return notebook.show(tables.statuses)
+
+
+def robustness_summary(tables: Tables) -> Styler:
+    """Per setting, attack and batch size: clean accuracy, area under the curve, robust accuracy at
+    the reference epsilon, top eigenvalue (seed statistics)."""
+    return notebook.show(analysis.seed_summary(tables.runs, ["setting", "attack", "batch_size"],
+                                               ["test_accuracy", "auc", "robust_at_ref", "hessian_top_eigenvalue"]))
+
+
+def a2_figure(tables: Tables) -> None:
+    """A2: robust accuracy against epsilon at each batch size, fixed lr and the main momentum."""
+    main = _setting("none", tables.design.momentum)
+    curves = analysis.seed_summary(analysis.select(tables.table, setting=main),
+                                   ["attack", "epsilon", "batch_size"], ["robust_accuracy"])
+    figure = plots.robust_accuracy_curves(curves, hue="batch_size", eps_unit=tables.scale["rms"])
+    plots.save_figure(figure, "adversarial_a2_robust_accuracy")
+
+
+def _a2_effects(tables: Tables) -> dict[str, analysis.Difference]:
+    design = tables.design
+    return {name: analysis.batch_size_effect(tables.runs, metric, design.small, design.large, regime="none",
+                                             momentum=design.momentum, attack=attack)
+            for name, metric, attack in [("accuracy", "test_accuracy", "pgd"), ("fgsm", "auc", "fgsm"),
+                                         ("pgd", "auc", "pgd"), ("pgd_ref", "robust_at_ref", "pgd"),
+                                         ("eigenvalue", "log_eigenvalue", "pgd")]}
+
+
+def a2_table(tables: Tables) -> Styler:
+    """A2: largest minus smallest batch, per quantity (Welch's difference over seeds)."""
+    return notebook.show(pd.DataFrame([{"comparison": name, **c._asdict(), "z": c.z}
+                                       for name, c in _a2_effects(tables).items()]))
+
+
+def eigenvalue_figure(tables: Tables) -> None:
+    """Top Hessian eigenvalue against the area under the PGD curve, every naturally trained run."""
+    figure = plots.metric_scatter(tables.pgd_runs, "hessian_top_eigenvalue", "auc", hue="setting",
+                                  xlabel="top Hessian eigenvalue (training loss, log scale)",
+                                  ylabel="area under PGD curve (mean robust acc.)", log_x=True)
+    plots.save_figure(figure, "adversarial_eigenvalue_vs_robustness")
+
+
+def _accuracy_auc_eigenvalue(summary: pd.DataFrame, hue: str, name: str) -> None:
+    figure = plots.metrics_vs_batch_size(summary, {
+        "test_accuracy": "clean test accuracy", "auc": "area under PGD curve (mean robust acc.)",
+        "hessian_top_eigenvalue": "top Hessian eigenvalue"}, hue=hue, log_metrics=["hessian_top_eigenvalue"])
+    plots.save_figure(figure, name)
+
+
+def c_figure(tables: Tables) -> None:
+    """C1-C3: clean accuracy, PGD area and top eigenvalue against the batch size, every setting."""
+    summary = analysis.seed_summary(tables.pgd_runs, ["setting", "batch_size"],
+                                    ["test_accuracy", "auc", "hessian_top_eigenvalue"])
+    _accuracy_auc_eigenvalue(summary, "setting", "adversarial_c_batch_size")
+
+
+def _c_effects(tables: Tables) -> dict[str, Any]:
+    design, pgd_runs = tables.design, tables.pgd_runs
+    spreads = {(regime, metric): analysis.spread_of_means(pgd_runs, metric, regime=regime, momentum=design.momentum)
+               for regime in ("linear", "none") for metric in ("auc", "test_accuracy")}
+    c2 = {m: analysis.batch_size_effect(pgd_runs, "auc", design.small, design.large, regime="none", momentum=m)
+          for m in (design.low_momentum, design.momentum)}
+
+    def auc(regime: str, momentum: float) -> pd.Series:
+        return analysis.select(pgd_runs, regime=regime, momentum=momentum, batch_size=design.large)["auc"]
+
+    c3 = analysis.difference_of_differences(auc("none", design.momentum), auc("none", design.low_momentum),
+                                            auc("linear", design.momentum), auc("linear", design.low_momentum))
+    return {"spreads": spreads, "c2": c2, "c3": c3}
+
+
+def c_table(tables: Tables) -> Styler:
+    """C1-C3: the numbers their verdicts read."""
+    effects = _c_effects(tables)
+    spreads, c2, c3 = effects["spreads"], effects["c2"], effects["c3"]
+    return notebook.show(pd.DataFrame({
+        "C1 spread of PGD area, lr/B fixed": [spreads[("linear", "auc")]],
+        "C1 spread of clean accuracy, lr/B fixed": [spreads[("linear", "test_accuracy")]],
+        "(context) spread of PGD area, fixed lr": [spreads[("none", "auc")]],
+        **{f"C2 change of PGD area, momentum {m:g}": [c.mean] for m, c in c2.items()},
+        **{f"C2 z, momentum {m:g}": [c.z] for m, c in c2.items()},
+        "C3 momentum gain, fixed lr": [c3.mean_a], "C3 momentum gain, lr/B fixed": [c3.mean_b], "C3 z": [c3.z],
+    }).T.rename(columns={0: "value"}).rename_axis("quantity"))
+
+
+def a4_curves_figure(tables: Tables) -> None:
+    """A4: robust accuracy against epsilon, natural and adversarial training at both batch sizes."""
+    curves = analysis.seed_summary(tables.a4_table, ["attack", "epsilon", "setting"], ["robust_accuracy"])
+    figure = plots.robust_accuracy_curves(curves, hue="setting", eps_unit=tables.scale["rms"])
+    plots.save_figure(figure, "adversarial_a4_robust_accuracy")
+
+
+def a4_figure(tables: Tables) -> None:
+    """A4: clean accuracy, PGD area and top eigenvalue against the batch size, per training."""
+    summary = analysis.seed_summary(analysis.select(tables.a4, attack="pgd"), ["training", "batch_size"],
+                                    ["test_accuracy", "auc", "hessian_top_eigenvalue"])
+    _accuracy_auc_eigenvalue(summary, "training", "adversarial_a4_batch_size")
+
+
+def _a4_effects(tables: Tables) -> dict[tuple[int, str], analysis.Difference]:
+    a4_pgd = analysis.select(tables.a4, attack="pgd")
+    effects = {}
+    for b in (tables.design.small, tables.design.large):
+        at_b = analysis.select(a4_pgd, batch_size=b)
+        for metric in ("log_eigenvalue", "test_accuracy", "auc"):
+            effects[(b, metric)] = analysis.difference(analysis.select(at_b, training=ADVERSARIAL)[metric],
+                                                       analysis.select(at_b, training="natural")[metric])
+    return effects
+
+
+def a3_figure(tables: Tables) -> None:
+    """A3: input-Hessian eigenvalue counts and negative curvature per network."""
+    figure = plots.input_curvature_panels(tables.curvature, tables.design.curvature_bundle.num_classes)
+    plots.save_figure(figure, "adversarial_a3_input_hessian")
+
+
+def curvature_table(tables: Tables) -> Styler:
+    """A3: per network, the share of points with a PSD input Hessian within the rank bound."""
+    return notebook.show(tables.curvature.groupby("network", sort=False).agg(
+        psd=("psd", "mean"), rank_bound=("rank_bound", "mean"), indefinite=("psd", lambda s: 1 - s.mean()),
+        median_nonzero=("n_nonzero", "median"), median_negative_ratio=("negative_ratio", "median")))
+
+
+def convexity_summary(tables: Tables) -> Styler:
+    """A3: per network and segment, the share of points where the loss is convex along the gradient."""
+    return notebook.show(tables.convexity.groupby(["network", "segment"], sort=False).agg(
+        convex=("convex", "mean"), median_length=("length", "median"),
+        worst_second_difference=("min_second_difference", "min")))
+
+
+def gradient_line_figure(tables: Tables) -> None:
+    """A3: the loss of each MLP along its own normalized input gradient at one test point."""
+    plots.save_figure(plots.loss_along_lines(tables.lines), "adversarial_a3_gradient_line")
+
+
+# ----------------------------------------------------------------------------- verdicts
+
+
+def verdicts(tables: Tables) -> list[analysis.Verdict]:
+    """A2, C1, C2, C3, A4 and A3, per setting and overall, by the criteria the chapter states."""
+    design, z = tables.design, tables.design.z_threshold
+    a2 = _a2_effects(tables)
+    a2_parts = [analysis.difference_verdict("A2", a2[name], expected_sign=-1, quantity=quantity, z=z, setting=name)
+                for name, quantity in [("accuracy", "test accuracy"), ("fgsm", "area under FGSM curve"),
+                                       ("pgd", "area under PGD curve")]]
+    c1_means = analysis.seed_summary(analysis.select(tables.pgd_runs, regime="linear", momentum=design.momentum),
+                                     ["batch_size"], ["auc", "test_accuracy"])
+    c1_parts = [analysis.constant_verdict("C1", c1_means[f"{metric}_mean"], design.constant_tolerance,
+                                          quantity=quantity, setting=quantity)
+                for metric, quantity in [("auc", "area under PGD curve"), ("test_accuracy", "test accuracy")]]
+    effects = _c_effects(tables)
+    c2_parts = [analysis.difference_verdict("C2", c, expected_sign=-1, quantity="area under PGD curve", z=z,
+                                            setting=f"momentum {m:g}") for m, c in effects["c2"].items()]
+    c3 = analysis.difference_verdict("C3", effects["c3"], z=z,
+                                     quantity="momentum gain in PGD area, fixed lr minus lr/B fixed")
+    a4 = _a4_effects(tables)
+    a4_parts = [analysis.difference_verdict("A4", a4[(b, "log_eigenvalue")], expected_sign=-1,
+                                            quantity="log top Hessian eigenvalue", z=z, scale=1.0,
+                                            unit="(natural log)", setting=f"B = {b}")
+                for b in (design.small, design.large)]
+    inside = tables.convexity[tables.convexity["segment"] == "inside the linear region"]
+    a3 = saddle_free_verdict(tables.curvature, inside, tables.piecewise, tables.smooth, design.indefinite_fraction)
+    return [*a2_parts, analysis.combine_verdicts("A2", a2_parts), *c1_parts, analysis.combine_verdicts("C1", c1_parts),
+            *c2_parts, analysis.combine_verdicts("C2", c2_parts), c3, *a4_parts,
+            analysis.combine_verdicts("A4", a4_parts), *a3]
+
+
+def record_verdicts(tables: Tables) -> Styler:
+    """Write the chapter's verdict file and show its verdicts."""
+    return analysis.record_verdicts(CHAPTER, verdicts(tables), tables.design.seeds)
+
+
+# ----------------------------------------------------------------------------- prose
+
+
+def prose(tables: Tables) -> dict[str, Any]:
+    """The numbers the chapter's text quotes (glued by name)."""
+    design, scale = tables.design, tables.scale
+    overall = {v.claim: v.outcome for v in verdicts(tables) if not v.setting}
+    values: dict[str, Any] = {
+        "input_rms": scale["rms"], "input_linf": scale["linf"], "reference_eps": design.reference_eps,
+        "reference_eps_rms": design.reference_eps / scale["rms"],
+        "reference_eps_linf": design.reference_eps / scale["linf"], "largest_eps": max(design.epsilons),
+        "largest_eps_rms": max(design.epsilons) / scale["rms"],
+        "attack_samples": min(design.attack_samples, len(design.bundle.test.tensors[1])),
+        "pgd_steps": design.pgd_steps, "num_seeds": len(design.seeds), "small_batch": design.small,
+        "large_batch": design.large, "lr": design.lr, "large_lr_linear": design.lr * design.large / design.small,
+        "momentum": design.momentum, "low_momentum": design.low_momentum, "epochs": design.epochs,
+        **{f"{claim.lower()}_verdict": overall[claim] for claim in ("A2", "C1", "C2", "C3", "A4", "A3")},
+    }
+    a2 = _a2_effects(tables)
+    for name, key in (("accuracy", "acc"), ("fgsm", "fgsm"), ("pgd", "pgd")):
+        values.update({f"a2_{key}_small": a2[name].mean_b, f"a2_{key}_large": a2[name].mean_a,
+                       f"a2_{key}_z": a2[name].z})
+    values.update({"a2_ref_small": a2["pgd_ref"].mean_b, "a2_ref_large": a2["pgd_ref"].mean_a,
+                   "a2_eig_ratio": float(np.exp(a2["eigenvalue"].mean)),
+                   "a2_eig_small": float(np.exp(a2["eigenvalue"].mean_b)),
+                   "a2_eig_large": float(np.exp(a2["eigenvalue"].mean_a))})
+    distinct = tables.pgd_runs.drop_duplicates("key")  # the smallest-batch runs are shared by both regimes
+    values.update({"eigen_rho": analysis.spearman(distinct["hessian_top_eigenvalue"], distinct["auc"]).rho,
+                   "eigen_rho_clean": analysis.spearman(distinct["hessian_top_eigenvalue"],
+                                                        distinct["test_accuracy"]).rho,
+                   "eigen_runs": int(distinct["auc"].notna().sum())})
+    effects = _c_effects(tables)
+    spreads, c2, c3 = effects["spreads"], effects["c2"], effects["c3"]
+    values.update({
+        "c1_auc_spread": spreads[("linear", "auc")], "c1_acc_spread": spreads[("linear", "test_accuracy")],
+        "c1_auc_spread_fixed": spreads[("none", "auc")], "constant_tolerance": design.constant_tolerance,
+        "c2_low_change": c2[design.low_momentum].mean, "c2_low_z": c2[design.low_momentum].z,
+        "c2_main_change": c2[design.momentum].mean, "c2_main_z": c2[design.momentum].z,
+        "c3_gain_fixed": c3.mean_a, "c3_gain_linear": c3.mean_b, "c3_z": c3.z, "z_threshold": design.z_threshold,
+        "adversarial_fraction": design.adversarial_fraction, "adversarial_eps": design.adversarial_eps,
+    })
+    a4 = _a4_effects(tables)
+    for label, b in (("small", design.small), ("large", design.large)):
+        eig = a4[(b, "log_eigenvalue")]
+        values.update({
+            f"a4_{label}_eig_natural": float(np.exp(eig.mean_b)), f"a4_{label}_eig_adv": float(np.exp(eig.mean_a)),
+            f"a4_{label}_eig_z": eig.z, f"a4_{label}_acc_natural": a4[(b, "test_accuracy")].mean_b,
+            f"a4_{label}_acc_adv": a4[(b, "test_accuracy")].mean_a, f"a4_{label}_auc_natural": a4[(b, "auc")].mean_b,
+            f"a4_{label}_auc_adv": a4[(b, "auc")].mean_a})
+    values.update(_a3_prose(tables))
+    return values
+
+
+def _a3_prose(tables: Tables) -> dict[str, Any]:
+    design, curvature, convexity = tables.design, tables.curvature, tables.convexity
+    piecewise, smooth = tables.piecewise, tables.smooth
+    inside = convexity[convexity["segment"] == "inside the linear region"]
+    fixed = convexity[convexity["segment"] == "fixed length"]
+    linear = curvature[curvature["network"].isin(piecewise)]
+    indefinite = [float(1 - curvature[curvature["network"] == name]["psd"].mean()) for name in smooth]
+    relu_fixed_convex = float(fixed[fixed["network"].isin(piecewise)]["convex"].mean())
+    survives = "does not survive" if relu_fixed_convex < 0.5 else "survives"
+    return {
+        "curvature_points": design.curvature_points, "first_seed": design.seeds[0],
+        "num_classes_minus_one": design.curvature_bundle.num_classes - 1,
+        "relu_psd_share": float(linear["psd"].mean()), "relu_rank_share": float(linear["rank_bound"].mean()),
+        "relu_max_nonzero": int(linear["n_nonzero"].max()), "relu_convex_share": float(inside["convex"].mean()),
+        "relu_region_length": float(inside["length"].median()), "relu_fixed_convex_share": relu_fixed_convex,
+        "smooth_fixed_convex_share": float(fixed[fixed["network"].isin(smooth)]["convex"].mean()),
+        "smooth_indefinite_min": min(indefinite), "smooth_indefinite_max": max(indefinite),
+        "smooth_names": ", ".join(design.curvature_activations[1:]),
+        "indefinite_fraction": design.indefinite_fraction, "line_length": design.line_length,
+        "reference_ball_l2": design.reference_eps * float(np.sqrt(np.prod(design.curvature_bundle.input_shape))),
+        "fixed_segment_reading": f"so for most points the convexity {survives} the crossing of region boundaries",
+    }
