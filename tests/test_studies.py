@@ -99,6 +99,7 @@ def test_the_quick_designs_of_the_chapters():
     assert len(sharp_minima.design(namespace("02_sharp_minima", profile="quick")).runs) == 36
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chapter", STUDIES)
 def test_study_end_to_end_on_tiny_runs(chapter, tmp_path, monkeypatch):
     """Design, tables, every figure and shown table, the verdict file and the glued numbers."""
