@@ -35,7 +35,7 @@ if "google.colab" in sys.modules:
 # The parameters below are the `quick` profile; papermill can replace them
 # (`python -m largebatch.reproduce --profile smoke --only 00_quickstart`).
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 dataset: str = "mnist1d"  # data set: mnist1d (generated locally), mnist, fashion_mnist, cifar10, cifar100, svhn
 model: str = "mnist1d_cnn"  # network, one of largebatch.models.MODELS
 num_samples: int = 5000  # MNIST-1D only: samples generated, 80% for training
