@@ -58,16 +58,17 @@ SETTLE_S = 0.5
 WIDTHS = (1280, 390)  # viewport widths (CSS px): a laptop, a phone
 VIEWPORT_HEIGHT = 1000
 MAX_SCREENSHOT_HEIGHT = 16000  # px: Chromium's largest texture; a longer page is cut there
-# Chapters' visible code lines at most (pattern of the page path -> lines). Chapter 01 teaches the
-# Hessian API through its code; 05 and 06 are reported until they are on the study pattern.
-CODE_BUDGETS = {"notebooks/01_*": 120, "notebooks/0[0234]_*": 40}
+# Chapters' visible code lines at most (pattern of the page path -> lines), and no code line wider
+# than its column there. Chapters on the study pattern have 40; 01 (a tour of the Hessian API, 120
+# in the end), 05 and 06 are reported until they are rewritten.
+CODE_BUDGETS = {"notebooks/0[0234]_*": 40}
 # Typeset math first (MathJax renders asynchronously), then read the page.
 PAGE_PROBE = """(async () => {
   if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
   const prose = document.body ? document.body.cloneNode(true) : null;
   if (prose) { prose.querySelectorAll("pre, code, script, style, mjx-container").forEach(e => e.remove()); }
-  const code = Array.from(document.querySelectorAll(".cell_input pre"))
-                    .filter(e => e.getClientRects().length > 0);
+  const code = Array.from(document.querySelectorAll(".cell_input pre"))  // not folded away in a <details>
+                    .filter(e => !e.closest("details:not([open])") && e.getClientRects().length > 0);
   return {
   text: document.body ? document.body.innerText : "",
   prose: prose ? prose.textContent : "",
