@@ -107,7 +107,7 @@ def test_the_check_measures_code_width_and_math_as_a_reader_sees_them(tmp_path, 
     assert "FAIL" not in reports["index.html"] and "code lines 0/" not in reports["index.html"]
     tall = Image.open(shots / "notebooks__02_measured.png")
     assert tall.width == 1280 and tall.height > 3000  # the full page, not the window
-    assert Image.open(shots / "notebooks__02_measured.390.png").width == 608  # the page overflows the phone
+    assert Image.open(shots / "notebooks__02_measured.390.png").width == 390  # as a phone shows it
 
 
 @needs_chromium

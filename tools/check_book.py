@@ -250,11 +250,15 @@ async def _load(tools: DevTools, session: str, url: str, width: int) -> None:
     await tools.drain(SETTLE_S)
 
 
-async def _full_page_screenshot(tools: DevTools, session: str, path: Path) -> None:
+async def _full_page_screenshot(tools: DevTools, session: str, path: Path, width: int) -> None:
+    """The whole page: the window made as tall as the page (at most MAX_SCREENSHOT_HEIGHT), then restored."""
     size = (await tools.send("Page.getLayoutMetrics", {}, session))["cssContentSize"]
-    clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], MAX_SCREENSHOT_HEIGHT), "scale": 1}
-    shot = await tools.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True,
-                                                        "clip": clip}, session)
+    height = int(min(max(size["height"], VIEWPORT_HEIGHT), MAX_SCREENSHOT_HEIGHT))
+    metrics = {"width": width, "deviceScaleFactor": 1, "mobile": False}
+    await tools.send("Emulation.setDeviceMetricsOverride", {**metrics, "height": height}, session)
+    await tools.drain(SETTLE_S)
+    shot = await tools.send("Page.captureScreenshot", {"format": "png"}, session)
+    await tools.send("Emulation.setDeviceMetricsOverride", {**metrics, "height": VIEWPORT_HEIGHT}, session)
     path.write_bytes(base64.b64decode(shot["data"]))
 
 
@@ -271,7 +275,7 @@ async def check_page(tools: DevTools, session: str, url: str, origin: str, repor
     probe = await _evaluate(tools, session, PAGE_PROBE)
     stem = report.path.replace("/", "__").removesuffix(".html")
     report.screenshot = screenshots / f"{stem}.png"
-    await _full_page_screenshot(tools, session, report.screenshot)
+    await _full_page_screenshot(tools, session, report.screenshot, WIDTHS[0])
     _events_problems(tools.events, origin, report)
     report.problems += [f"error output in a cell: {text!r}" for text in probe["errors"]]
     if "Traceback (most recent call last)" in probe["text"]:
@@ -292,7 +296,7 @@ async def check_page(tools: DevTools, session: str, url: str, origin: str, repor
         tools.events.clear()
         await _load(tools, session, url, width)
         report.page_widths[width] = (await _evaluate(tools, session, WIDTH_PROBE))["page"]
-        await _full_page_screenshot(tools, session, screenshots / f"{stem}.{width}.png")
+        await _full_page_screenshot(tools, session, screenshots / f"{stem}.{width}.png", width)
     report.problems += [f"horizontal page scroll at {width} px: the page is {page} px wide"
                         for width, page in report.page_widths.items() if page > width]
     budget = code_budget(report.path)

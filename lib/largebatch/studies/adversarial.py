@@ -535,18 +535,18 @@ class Design:
     def runs(self) -> list[LabelledRun]:
         """Every run, labelled for the design table (runs shared by two settings appear twice)."""
         def labels(study: str, run: LabelledRun) -> dict[str, Any]:
-            named = {k: v for k, v in run.labels.items() if k != "regime"}
-            return {"study": study, "lr": REGIME_NAMES[run.labels["regime"]], **named}
+            return {"study": study, "lr rule": REGIME_NAMES[run.labels["regime"]],
+                    "momentum": run.labels["momentum"], "batch_size": run.labels["batch_size"]}
 
-        return ([LabelledRun(labels("grid (A2, C1-C3)", run), run.config) for run in self.grid]
-                + [LabelledRun(labels("adversarial training (A4)", run), run.config)
-                   for run in self.adversarial_training]
-                + [LabelledRun({"study": "input curvature (A3)", "activation": name}, config)
-                   for name, config in self.curvature_runs.items()])
+        return ([LabelledRun(labels("grid (A2, C)", run), run.config) for run in self.grid]
+                + [LabelledRun(labels("adversarial (A4)", run), run.config) for run in self.adversarial_training]
+                + [LabelledRun({"study": "curvature (A3)", "lr rule": REGIME_NAMES["none"], "momentum": self.momentum,
+                                "batch_size": self.small}, config) for config in self.curvature_runs.values()])
 
     def table(self) -> Styler:
-        """The design as the chapter shows it."""
-        return design_table(self.runs, self.bundle)
+        """The design as the chapter shows it (the labels say the learning-rate rule)."""
+        return design_table(self.runs, self.bundle,
+                            fields=("model", "model_options", "adversarial_fraction", "adversarial_eps"))
 
 
 def design(namespace: Mapping[str, Any]) -> Design:

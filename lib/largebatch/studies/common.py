@@ -77,11 +77,13 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def design_table(runs: Sequence[LabelledRun], bundle: DataBundle | None = None) -> Styler:
+def design_table(runs: Sequence[LabelledRun], bundle: DataBundle | None = None,
+                 fields: Sequence[str] | None = None) -> Styler:
     """The runs of a design, one row per setting (the runs that differ only by their seed).
 
     Columns: the labels (but ``seed``), then every configuration field that differs
-    between the runs and is not a label already, then the seeds. Fields shared by every
+    between the runs and is not a label already (only those of ``fields`` when given: a
+    design whose labels already say the rest), then the seeds. Fields shared by every
     run (those set away from their default, and the core ones of :data:`CORE_FIELDS`)
     make the caption, after the size of ``bundle`` (the data) when given.
     """
@@ -90,10 +92,11 @@ def design_table(runs: Sequence[LabelledRun], bundle: DataBundle | None = None) 
     configs = [run.config.to_dict() for run in runs]
     defaults = RunConfig().to_dict()
     labels = list(dict.fromkeys(k for run in runs for k in run.labels if k != "seed"))
-    varying = [name for name in defaults if name != "seed" and name not in labels
-               and len({_text(c[name]) for c in configs}) > 1]
+    differing = [name for name in defaults if name != "seed" and name not in labels
+                 and len({_text(c[name]) for c in configs}) > 1]
+    varying = [name for name in differing if fields is None or name in fields]
     shared = {name: configs[0][name] for name in defaults
-              if name != "seed" and name not in labels and name not in varying
+              if name != "seed" and name not in labels and name not in differing
               and (name in CORE_FIELDS or configs[0][name] != defaults[name])}
     settings: dict[tuple[str, ...], dict[str, Any]] = {}
     for run, config in zip(runs, configs):
@@ -106,4 +109,5 @@ def design_table(runs: Sequence[LabelledRun], bundle: DataBundle | None = None) 
     caption = (f"{bundle.name}: {bundle.num_train} training and {bundle.num_test} test samples. "
                if bundle is not None else "")
     caption += "Every run: " + "; ".join(f"{k.replace('_', ' ')} {_text(v)}" for k, v in shared.items())
-    return notebook.show(frame).set_caption(caption)
+    return notebook.show(frame).set_caption(caption).set_table_styles(
+        [{"selector": "caption", "props": "caption-side: top; text-align: left"}], overwrite=False)

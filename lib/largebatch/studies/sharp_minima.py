@@ -115,8 +115,8 @@ class Design:
 
     @property
     def runs(self) -> list[LabelledRun]:
-        """Every run, labelled by network, stopping rule, batch size and seed."""
-        return [LabelledRun({"network": name, "stopping rule": RULES[rule], "batch_size": c.batch_size,
+        """Every run, labelled by model (network), stopping rule, batch size and seed."""
+        return [LabelledRun({"model": name, "stopping rule": RULES[rule], "batch_size": c.batch_size,
                              "seed": c.seed}, c)
                 for (name, rule), group in self.configs.items() for c in group]
 
