@@ -21,7 +21,7 @@ from pandas.io.formats.style import Styler
 from torch import nn
 
 from largebatch import analysis, data, experiments, hessian, landscape, models as model_zoo, notebook, plots
-from largebatch.config import ConfigError, RunConfig
+from largebatch.config import RunConfig
 from largebatch.studies.common import LabelledRun, design_table, parameters, use_threads
 
 CHAPTER = "02_sharp_minima"
