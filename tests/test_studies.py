@@ -120,3 +120,14 @@ def test_study_end_to_end_on_tiny_runs(chapter, tmp_path, monkeypatch):
                                                          if c.chapter == chapter}
     glued = set(GLUED.findall(notebook_source(chapter).read_text()))
     assert glued <= set(study.prose(tables)), sorted(glued - set(study.prose(tables)))
+
+
+@pytest.mark.parametrize("chapter", STUDIES)
+def test_the_chapter_notebook_only_calls_its_study(chapter):
+    """No functions in the notebook, its parameters cell collapsed, and it uses its own study module."""
+    cells = [c for c in jupytext.read(notebook_source(chapter)).cells if c.cell_type == "code"]
+    assert not [c.source for c in cells if re.search(r"^\s*(def|class) ", c.source, re.M)]
+    parameters_cell = next(c for c in cells if "parameters" in c.metadata.get("tags", []))
+    assert "hide-input" in parameters_cell.metadata["tags"]
+    study = STUDIES[chapter].__name__.rsplit(".", 1)[1]
+    assert any(f"from largebatch.studies import {study} as study" in c.source for c in cells)
