@@ -23,7 +23,7 @@ Visible code lines are the non-blank lines of notebook code cells that are on th
 and not collapsed (a ``hide-input`` cell's input is folded away until clicked). Every
 page reports them, with the widths. A full-page screenshot of each page at both widths
 is saved to ``--screenshots`` (default ``_build/screenshots``): ``PAGE.png`` (1280 px)
-and ``PAGE.390.png``. Exit status 0 when every page passes, 1 otherwise.
+and ``PAGE.390.png`` (a page taller than 16000 px in parts: ``PAGE.part2.png``, ...). Exit status 0 when every page passes, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ PAGE_TIMEOUT_S = 30.0
 SETTLE_S = 0.5
 WIDTHS = (1280, 390)  # viewport widths (CSS px): a laptop, a phone
 VIEWPORT_HEIGHT = 1000
-MAX_SCREENSHOT_HEIGHT = 16000  # px: Chromium's largest texture; a longer page is cut there
+MAX_SCREENSHOT_HEIGHT = 16000  # px: Chromium's largest texture; a longer page comes in parts
 # Chapters' visible code lines at most (pattern of the page path -> lines), and no code line wider
 # than its column there. Chapters on the study pattern have 40; 01 (a tour of the Hessian API, 120
 # in the end), 05 and 06 are reported until they are rewritten.
@@ -251,15 +251,20 @@ async def _load(tools: DevTools, session: str, url: str, width: int) -> None:
 
 
 async def _full_page_screenshot(tools: DevTools, session: str, path: Path, width: int) -> None:
-    """The whole page: the window made as tall as the page (at most MAX_SCREENSHOT_HEIGHT), then restored."""
-    size = (await tools.send("Page.getLayoutMetrics", {}, session))["cssContentSize"]
-    height = int(min(max(size["height"], VIEWPORT_HEIGHT), MAX_SCREENSHOT_HEIGHT))
+    """The whole page, the window made as tall as the page; a page taller than MAX_SCREENSHOT_HEIGHT
+    comes in parts (``PAGE.part2.png``, ...) taken down the page. The window is restored afterwards."""
     metrics = {"width": width, "deviceScaleFactor": 1, "mobile": False}
-    await tools.send("Emulation.setDeviceMetricsOverride", {**metrics, "height": height}, session)
+    size = (await tools.send("Page.getLayoutMetrics", {}, session))["cssContentSize"]
+    window = int(min(max(size["height"], VIEWPORT_HEIGHT), MAX_SCREENSHOT_HEIGHT))
+    await tools.send("Emulation.setDeviceMetricsOverride", {**metrics, "height": window}, session)
     await tools.drain(SETTLE_S)
-    shot = await tools.send("Page.captureScreenshot", {"format": "png"}, session)
+    page = (await tools.send("Page.getLayoutMetrics", {}, session))["cssContentSize"]["height"]
+    for part, top in enumerate(range(0, int(page), window), start=1):
+        await _evaluate(tools, session, f"window.scrollTo(0, {top})")
+        shot = await tools.send("Page.captureScreenshot", {"format": "png"}, session)
+        target = path if part == 1 else path.with_name(f"{path.stem}.part{part}.png")
+        target.write_bytes(base64.b64decode(shot["data"]))
     await tools.send("Emulation.setDeviceMetricsOverride", {**metrics, "height": VIEWPORT_HEIGHT}, session)
-    path.write_bytes(base64.b64decode(shot["data"]))
 
 
 async def _evaluate(tools: DevTools, session: str, expression: str) -> Any:
