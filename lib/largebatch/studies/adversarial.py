@@ -49,7 +49,8 @@ from largebatch.input_curvature import (
     loss_along_direction,
     same_linear_region,
 )
-from largebatch.studies.common import LabelledRun, design_table, parameters, unique_configs, use_threads
+from largebatch.studies.common import (LabelledRun, design_table, network_name, parameters, unique_configs,
+                                       use_threads)
 from largebatch.train import lr_scale
 
 __all__ = [
@@ -534,19 +535,21 @@ class Design:
     @property
     def runs(self) -> list[LabelledRun]:
         """Every run, labelled for the design table (runs shared by two settings appear twice)."""
-        def labels(study: str, run: LabelledRun) -> dict[str, Any]:
-            return {"study": study, "lr rule": REGIME_NAMES[run.labels["regime"]],
-                    "momentum": run.labels["momentum"], "batch_size": run.labels["batch_size"]}
+        def labels(claims: str, config: RunConfig) -> dict[str, Any]:
+            adversarial = (f"FGSM on {config.adversarial_fraction:.0%}, eps {config.adversarial_eps:g}"
+                           if config.adversarial_fraction else "")
+            return {"claims": claims, "lr rule": REGIME_NAMES["linear" if config.lr_scaling == "linear" else "none"],
+                    "momentum": config.momentum, "batch_size": config.batch_size,
+                    "network": network_name(config), "adversarial training": adversarial}
 
-        return ([LabelledRun(labels("grid (A2, C)", run), run.config) for run in self.grid]
-                + [LabelledRun(labels("adversarial (A4)", run), run.config) for run in self.adversarial_training]
-                + [LabelledRun({"study": "curvature (A3)", "lr rule": REGIME_NAMES["none"], "momentum": self.momentum,
-                                "batch_size": self.small}, config) for config in self.curvature_runs.values()])
+        grid = [LabelledRun({**labels("A2, C1-C3", run.config), "lr rule": REGIME_NAMES[run.labels["regime"]]},
+                            run.config) for run in self.grid]
+        return (grid + [LabelledRun(labels("A4", run.config), run.config) for run in self.adversarial_training]
+                + [LabelledRun(labels("A3", config), config) for config in self.curvature_runs.values()])
 
     def table(self) -> Styler:
-        """The design as the chapter shows it (the labels say the learning-rate rule)."""
-        return design_table(self.runs, self.bundle,
-                            fields=("model", "model_options", "adversarial_fraction", "adversarial_eps"))
+        """The design as the chapter shows it (the labels say what differs)."""
+        return design_table(self.runs, self.bundle, fields=())
 
 
 def design(namespace: Mapping[str, Any]) -> Design:
@@ -643,7 +646,7 @@ def scale_table(tables: Tables) -> Styler:
 
 def status_table(tables: Tables) -> Styler:
     """How the trained runs ended."""
-    return notebook.show(tables.statuses)
+    return notebook.show(tables.statuses.rename_axis("final status").rename("runs"))
 
 
 def robustness_summary(tables: Tables) -> Styler:

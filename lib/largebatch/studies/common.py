@@ -24,7 +24,7 @@ from largebatch import notebook
 from largebatch.config import ConfigError, RunConfig
 from largebatch.data import DataBundle
 
-__all__ = ["LabelledRun", "design_table", "parameters", "unique_configs", "use_threads"]
+__all__ = ["LabelledRun", "design_table", "network_name", "parameters", "unique_configs", "use_threads"]
 
 # Shown in the caption whenever every run shares them, even at their default value.
 CORE_FIELDS = ("dataset", "num_samples", "model", "model_options", "batch_size", "epochs", "lr",
@@ -69,6 +69,12 @@ def unique_configs(runs: Iterable[LabelledRun | RunConfig]) -> list[RunConfig]:
     return list(seen.values())
 
 
+def network_name(config: RunConfig) -> str:
+    """The network of a run with its options, e.g. ``mnist1d_mlp (activation=relu)``."""
+    options = _text(config.model_options) if config.model_options else ""
+    return config.model + (f" ({options})" if options else "")
+
+
 def _text(value: Any) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k}={v}" for k, v in value.items()) or "defaults"
@@ -110,4 +116,5 @@ def design_table(runs: Sequence[LabelledRun], bundle: DataBundle | None = None,
                if bundle is not None else "")
     caption += "Every run: " + "; ".join(f"{k.replace('_', ' ')} {_text(v)}" for k, v in shared.items())
     return notebook.show(frame).set_caption(caption).set_table_styles(
-        [{"selector": "caption", "props": "caption-side: top; text-align: left"}], overwrite=False)
+        [{"selector": "caption", "props": "caption-side: top; text-align: left"},
+         {"selector": "td, th", "props": "white-space: nowrap"}], overwrite=False)
