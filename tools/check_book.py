@@ -259,6 +259,10 @@ async def _full_page_screenshot(tools: DevTools, session: str, path: Path, width
     await tools.send("Emulation.setDeviceMetricsOverride", {**metrics, "height": window}, session)
     await tools.drain(SETTLE_S)
     page = (await tools.send("Page.getLayoutMetrics", {}, session))["cssContentSize"]["height"]
+    if page < window:  # the page got shorter in the taller window: no empty band below it
+        window = int(max(page, VIEWPORT_HEIGHT))
+        await tools.send("Emulation.setDeviceMetricsOverride", {**metrics, "height": window}, session)
+        await tools.drain(SETTLE_S)
     for part, top in enumerate(range(0, int(page), window), start=1):
         await _evaluate(tools, session, f"window.scrollTo(0, {top})")
         shot = await tools.send("Page.captureScreenshot", {"format": "png"}, session)
