@@ -37,4 +37,15 @@ The notebook then reads::
 
 and :mod:`largebatch.studies.common` holds what the modules share. Chapter 01 is the
 exception: its code is what it teaches.
+
+Putting a chapter on the pattern (as 02-04 were): move its checks into
+``Design.__post_init__`` (same messages: they name the parameter) and its configuration
+assembly into ``Design`` properties, keeping every ``RunConfig`` and every
+:func:`largebatch.analysis.measure` name as it was, so that the cache keys and the
+verdict files do not change; move the cells' computations into ``tables`` and the
+functions below it; tag the parameters cell ``hide-input`` beside ``parameters``; leave
+in the notebook the calls above and one ``notebook.glue_all(study.prose(tables))`` cell
+tagged ``remove-input``. ``tests/test_studies.py`` then checks the fields against the
+notebook's parameters and runs the study end to end on tiny runs (add the module to
+``STUDIES``).
 """
