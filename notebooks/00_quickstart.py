@@ -35,7 +35,7 @@ if "google.colab" in sys.modules:
 # The parameters below are the `quick` profile; papermill can replace them
 # (`python -m largebatch.reproduce --profile smoke --only 00_quickstart`).
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 dataset: str = "mnist1d"  # data set: mnist1d (generated locally), mnist, fashion_mnist, cifar10, cifar100, svhn
 model: str = "mnist1d_cnn"  # network, one of largebatch.models.MODELS
 num_samples: int = 5000  # MNIST-1D only: samples generated, 80% for training
@@ -61,11 +61,12 @@ base = experiments.RunConfig(
     seed=seed,
     augmentation=augmentation,
 )
-configs = {f"B = {b}": base.replace(batch_size=b) for b in (small_batch, large_batch)}
+sizes = (small_batch, large_batch)
+configs = {f"B = {b}": base.replace(batch_size=b) for b in sizes}
 bundle = experiments.validate(configs[f"B = {large_batch}"])
 print(
-    f"{bundle.name}: {bundle.num_train} training and {bundle.num_test} test samples "
-    f"of shape {bundle.input_shape}, {bundle.num_classes} classes"
+    f"{bundle.name}: {bundle.num_train} training and {bundle.num_test} test "
+    f"samples of shape {bundle.input_shape}, {bundle.num_classes} classes"
 )
 
 # %% [markdown]
@@ -76,7 +77,8 @@ print(
 # %%
 records = dict(zip(configs, experiments.sweep(list(configs.values()))))
 table = experiments.results(records.values())[
-    ["batch_size", "epochs", "steps", "train_accuracy", "test_accuracy", "wall_time_s"]
+    ["batch_size", "epochs", "steps", "train_accuracy", "test_accuracy",
+     "wall_time_s"]
 ]
 notebook.show(table)
 
@@ -84,8 +86,10 @@ notebook.show(table)
 # ## Learning curves
 
 # %%
-histories = {label: experiments.history(record) for label, record in records.items()}
-figure = plots.learning_curves(histories, metrics=("train_loss", "test_accuracy"))
+histories = {label: experiments.history(r) for label, r in records.items()}
+figure = plots.learning_curves(
+    histories, metrics=("train_loss", "test_accuracy")
+)
 plots.save_figure(figure, "quickstart_learning_curves")
 
 # %% tags=["remove-input"]

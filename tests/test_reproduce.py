@@ -135,3 +135,15 @@ def test_environment_is_restored(monkeypatch):
     with reproduce._environment({"LARGEBATCH_PROFILE": "inside", "LARGEBATCH_VERDICTS_DIR": "/x"}):
         assert os.environ["LARGEBATCH_PROFILE"] == "inside" and os.environ["LARGEBATCH_VERDICTS_DIR"] == "/x"
     assert os.environ["LARGEBATCH_PROFILE"] == "before" and "LARGEBATCH_VERDICTS_DIR" not in os.environ
+
+
+def test_the_library_fingerprint_covers_subpackages(tmp_path, monkeypatch):
+    """A chapter is executed again when its study module (largebatch/studies/) changes."""
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "reproduce.py").write_text("")
+    study = tmp_path / "studies" / "chapter.py"
+    study.write_text("A = 1\n")
+    monkeypatch.setattr(reproduce, "__file__", str(tmp_path / "reproduce.py"))
+    before = reproduce._library_fingerprint()
+    study.write_text("A = 2\n")
+    assert reproduce._library_fingerprint() != before

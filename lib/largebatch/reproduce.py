@@ -179,9 +179,11 @@ def parameters_for(name: str, declared: set[str], profile: dict[str, dict[str, A
 
 
 def _library_fingerprint() -> str:
+    """A hash of the library's sources, subpackages (``studies``) included."""
+    library = Path(__file__).parent
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.read_bytes())
+    for path in sorted(library.rglob("*.py")):
+        digest.update(str(path.relative_to(library)).encode() + path.read_bytes())
     return digest.hexdigest()
 
 
