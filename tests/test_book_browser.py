@@ -55,6 +55,9 @@ LONG_PAGE = f"""<!DOCTYPE html><html><head><title>long</title><link rel="icon" h
 MATH_PAGE = """<!DOCTYPE html><html><head><title>math</title><link rel="icon" href="data:,">
 <script defer src="_static/mathjax/tex-mml-chtml.js"></script></head>
 <body><p>Rendered math: \\(B = 32\\) and $$\\sum_i x_i$$</p></body></html>"""
+TABLE_PAGE = """<!DOCTYPE html><html><head><title>table</title><link rel="icon" href="data:,"></head>
+<body style="font: 16px/20px sans-serif"><table><tr><td>short</td></tr></table>
+<details><summary>per setting</summary><table><tr><td>{folded}</td></tr></table></details></body></html>"""
 GOOD_PAGE = """<!DOCTYPE html><html><head><title>fine</title><link rel="icon" href="data:,"></head>
 <body><h1 id="here">Fine</h1><a href="page.html">a page</a></body></html>"""
 
@@ -89,6 +92,8 @@ def test_the_check_measures_code_width_and_math_as_a_reader_sees_them(tmp_path, 
     (site / "notebooks" / "02_measured.html").write_text(MEASURED_PAGE)
     (site / "notebooks" / "03_long.html").write_text(LONG_PAGE)
     (site / "notebooks" / "07_unbudgeted.html").write_text(LONG_PAGE)
+    (site / "notebooks" / "06_tall_cell.html").write_text(TABLE_PAGE.format(folded="<br>".join(["line"] * 9)))
+    (site / "notebooks" / "06_short_cells.html").write_text(TABLE_PAGE.format(folded="line<br>line"))
     (site / "math.html").write_text(MATH_PAGE)
     (site / "tall.html").write_text(GOOD_PAGE.replace("</body>", '<div style="height: 20000px"></div></body>'))
     built = SimpleNamespace(builder=SimpleNamespace(format="html"), outdir=site)
@@ -105,6 +110,11 @@ def test_the_check_measures_code_width_and_math_as_a_reader_sees_them(tmp_path, 
     assert "41 visible code lines, more than this page's 40" in reports["notebooks/03_long.html"]
     assert reports["notebooks/07_unbudgeted.html"].startswith("  code lines 41, too wide 0")  # reported only
     assert "unrendered" not in reports["math.html"] and "FAIL" not in reports["math.html"]
+    tall_cell = reports["notebooks/06_tall_cell.html"]  # a cell folded in <details> counts too, at both widths
+    heights = re.findall(r"a table cell (\d+\.\d) lines tall at (\d+) px \(at most 6\): 'line", tall_cell)
+    assert [width for _, width in heights] == ["1280", "390"] and all(8.5 < float(h) < 9.5 for h, _ in heights)
+    assert "table cell" not in reports["notebooks/06_short_cells.html"]
+    assert "table cell" not in reports["notebooks/02_measured.html"]  # only pages with a cell budget
     assert "FAIL" not in reports["index.html"] and "code lines 0/" not in reports["index.html"]
     tall = Image.open(shots / "notebooks__02_measured.png")
     assert tall.width == 1280 and tall.height > 3000  # the full page, not the window

@@ -17,7 +17,10 @@ through the Chrome DevTools Protocol over tornado's websocket client. A page fai
   the book itself, so math that did not render is a fault, not a missing network);
 * a horizontal page scroll at 1280 px or at 390 px (a phone) of viewport width;
 * on a chapter with a budget (:data:`CODE_BUDGETS`): more visible code lines than the
-  budget, or a visible code line wider than its code column.
+  budget, or a visible code line wider than its code column;
+* on a page with a cell budget (:data:`CELL_BUDGETS`, the summary's claim table): a table
+  cell taller than the budget's lines of its own text at either width, every ``<details>``
+  opened (so the per-setting lists folded under the table count too).
 
 Visible code lines are the non-blank lines of notebook code cells that are on the page
 and not collapsed (a ``hide-input`` cell's input is folded away until clicked). Every
@@ -62,6 +65,18 @@ MAX_SCREENSHOT_HEIGHT = 16000  # px: Chromium's largest texture; a longer page c
 # than its column there. Chapters on the study pattern have 40; 01 (a tour of the Hessian API, 120
 # in the end), 05 and 06 are reported until they are rewritten.
 CODE_BUDGETS = {"notebooks/0[0234]_*": 40}
+CELL_BUDGETS = {"notebooks/06_*": 6}  # table cells of these pages: lines of their own text at most
+# Open every <details>, then the tallest table cells, in lines of each cell's own text.
+CELL_PROBE = """(() => {
+  document.querySelectorAll("details").forEach(d => d.open = true);
+  return Array.from(document.querySelectorAll("td")).map(td => {
+    const style = getComputedStyle(td);
+    const line = parseFloat(style.lineHeight) || 1.4 * parseFloat(style.fontSize);
+    const range = document.createRange();
+    range.selectNodeContents(td);
+    return {lines: range.getBoundingClientRect().height / line, text: td.innerText.slice(0, 50)};
+  }).sort((a, b) => b.lines - a.lines).slice(0, 3);
+})()"""
 # Typeset math first (MathJax renders asynchronously), then read the page.
 PAGE_PROBE = """(async () => {
   if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
@@ -99,7 +114,17 @@ class PageReport:
 
 def code_budget(path: str) -> int | None:
     """The visible-code budget of a page (:data:`CODE_BUDGETS`), or None."""
-    return next((lines for pattern, lines in CODE_BUDGETS.items() if fnmatch.fnmatch(path, pattern)), None)
+    return _budget(CODE_BUDGETS, path)
+
+
+def _budget(budgets: dict[str, int], path: str) -> int | None:
+    return next((lines for pattern, lines in budgets.items() if fnmatch.fnmatch(path, pattern)), None)
+
+
+def tall_cells(cells: list[dict[str, Any]], width: int, budget: int) -> list[str]:
+    """Problems for the table cells (``CELL_PROBE``'s result at ``width``) over ``budget`` lines."""
+    return [f"a table cell {cell['lines']:.1f} lines tall at {width} px (at most {budget}): {cell['text']!r}"
+            for cell in cells if cell["lines"] > budget + 0.5]
 
 
 def find_chromium() -> str | None:
@@ -300,12 +325,15 @@ async def check_page(tools: DevTools, session: str, url: str, origin: str, repor
         if problem := _check_link(link, origin, cache):
             report.problems.append(problem)
     report.code_lines, report.wide_code = probe["codeLines"], probe["wideCode"]
-    report.page_widths[WIDTHS[0]] = (await _evaluate(tools, session, WIDTH_PROBE))["page"]
-    for width in WIDTHS[1:]:  # the same page on a phone: its width, and a screenshot
-        tools.events.clear()
-        await _load(tools, session, url, width)
+    cells = _budget(CELL_BUDGETS, report.path)
+    for width in WIDTHS:  # the width of the page (every <details> opened where cells are measured)
+        if width != WIDTHS[0]:  # the same page on a phone, and its screenshot
+            tools.events.clear()
+            await _load(tools, session, url, width)
+            await _full_page_screenshot(tools, session, screenshots / f"{stem}.{width}.png", width)
+        if cells is not None:
+            report.problems += tall_cells(await _evaluate(tools, session, CELL_PROBE), width, cells)
         report.page_widths[width] = (await _evaluate(tools, session, WIDTH_PROBE))["page"]
-        await _full_page_screenshot(tools, session, screenshots / f"{stem}.{width}.png", width)
     report.problems += [f"horizontal page scroll at {width} px: the page is {page} px wide"
                         for width, page in report.page_widths.items() if page > width]
     budget = code_budget(report.path)
