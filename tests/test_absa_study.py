@@ -91,3 +91,18 @@ def test_a_run_with_one_decision_is_refused_naming_the_parameters(tmp_path):
     short = TINY_ABS.replace(max_batch_size=32)  # the first forced doubling reaches the cap
     with pytest.raises(ValueError, match="max_batch_size"):
         absa_study.measure_estimates(short, EstimateGrid(samples=(32,), products=(2,)), tmp_path)
+
+
+def test_doubling_causes_replay_the_rule_on_the_recorded_estimates(tmp_path):
+    record = experiments.run(TINY_ABS, tmp_path, progress=False)
+    causes = absa_study.doubling_causes(record)
+    batches = [row["batch_size"] for row in record["history"]]
+    assert causes["ratio"] + causes["duration"] == sum(b > a for a, b in zip(batches, batches[1:])) == 3
+    record["history"][2]["batch_size"] = 16  # not what the rule gives
+    with pytest.raises(ValueError, match="replayed rule"):
+        absa_study.doubling_causes(record)
+
+
+def test_agreement_table_shows_percent_and_cost():
+    shown = absa_study.agreement_table(absa_study.decision_agreement(SCRIPTED, (2,), ratio=2.0))
+    assert list(shown.iloc[0]) == ["8 samples, ≤ 2 products", "66.7 ± 16.7", 1.5, 32]

@@ -19,8 +19,10 @@ training set, Lanczos to a tight tolerance) on the same weights, and what it cos
   ``estimate_j <= estimate_i / ratio`` agrees with the same test on the tight values;
   one row per setting, with its mean cost in gradient evaluations
   (:func:`largebatch.absa.estimate_cost`);
+* :func:`doubling_causes` -- which rule made a run's doublings (the rule replayed);
 * :func:`cheapest_reliable` -- the cheapest setting whose agreement reaches a threshold;
-* :func:`agreement_figure` -- agreement against cost, one point per setting.
+* :func:`agreement_table` and :func:`agreement_figure` -- the table as shown, and agreement
+  against cost, one point per setting.
 """
 
 from __future__ import annotations
@@ -39,13 +41,13 @@ import torch
 from torch import Tensor
 
 from largebatch import analysis, experiments, hessian, plots
-from largebatch.absa import HVP_GRADIENT_EVALUATIONS, build_controller, estimate_cost
+from largebatch.absa import HVP_GRADIENT_EVALUATIONS, AdaptiveRule, build_controller, estimate_cost
 from largebatch.callbacks import Callback, TrainState
 from largebatch.config import RunConfig
 from largebatch.train import fit
 
-__all__ = ["EstimateGrid", "epoch_weights", "decision_epochs", "measure_estimates", "decision_agreement",
-           "cheapest_reliable", "setting", "agreement_figure"]
+__all__ = ["EstimateGrid", "epoch_weights", "decision_epochs", "doubling_causes", "measure_estimates",
+           "decision_agreement", "cheapest_reliable", "agreement_table", "setting", "agreement_figure"]
 
 _FORMAT = 1  # of the cached measurement
 
@@ -113,6 +115,31 @@ def decision_epochs(record: dict[str, Any]) -> list[int]:
     """The epochs after which an ABS/ABSA run estimated the eigenvalue (its decisions)."""
     return [row["epoch"] - 1 for row in record["history"]
             if row.get("eigenvalue") is not None and np.isfinite(row["eigenvalue"])]
+
+
+def doubling_causes(record: dict[str, Any]) -> dict[str, int]:
+    """How many of an ABS/ABSA run's doublings the ratio rule and the duration rule made.
+
+    The rule (:class:`largebatch.absa.AdaptiveRule`) is replayed on the estimates the run
+    recorded; a replay that does not give the recorded batch sizes is an error (a record
+    made by another rule).
+    """
+    config = RunConfig.from_dict(record["config"])
+    if config.batch_size_controller not in ("abs", "absa"):
+        raise ValueError(f"doubling_causes needs an abs/absa run, got {config.batch_size_controller!r}")
+    assert config.max_batch_size is not None  # checked by RunConfig
+    rule = AdaptiveRule(config.batch_size, config.max_batch_size, config.adaptive_ratio, config.adaptive_duration)
+    counts = {"ratio": 0, "duration": 0}
+    for row in record["history"]:
+        value = row.get("eigenvalue")
+        if value is not None and rule.adapting:
+            before, ratio_fires = rule.batch_size, rule.reference is not None and value <= rule.reference / rule.ratio
+            if rule.update(value) > before:
+                counts["ratio" if ratio_fires else "duration"] += 1
+        if row["batch_size"] != rule.batch_size:
+            raise ValueError(f"the replayed rule gives batch {rule.batch_size} at epoch {row['epoch']}, "
+                             f"the run recorded {row['batch_size']}")
+    return counts
 
 
 def _stream_seed(*numbers: int) -> int:
@@ -223,6 +250,18 @@ def cheapest_reliable(table: pd.DataFrame, min_agreement: float) -> pd.Series:
     reliable = sampled[sampled["agreement"] >= min_agreement]
     chosen = reliable.nsmallest(1, "gradient_evaluations") if len(reliable) else sampled.nlargest(1, "agreement")
     return pd.concat([chosen.iloc[0], pd.Series({"reliable": len(reliable) > 0})])
+
+
+def agreement_table(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`decision_agreement`'s table as the chapter shows it (agreement in percent)."""
+    return pd.DataFrame({
+        "estimate": [f"{row.samples} samples, ≤ {row.max_products:.0f} products" if row.estimate == "sampled"
+                     else f"whole training set ({row.samples}), Lanczos" for row in table.itertuples()],
+        "same decision as the tight estimate (%)": [f"{100 * a:.1f} ± {100 * e:.1f}"
+                                                    for a, e in zip(table["agreement"], table["agreement_sem"])],
+        "products used (mean)": table["mean_products"].round(2),
+        "gradient evaluations per estimate": table["gradient_evaluations"].round(0).astype(int),
+    })
 
 
 def setting(table: pd.DataFrame, samples: int, products: int) -> pd.Series:
