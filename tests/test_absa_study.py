@@ -106,3 +106,7 @@ def test_doubling_causes_replay_the_rule_on_the_recorded_estimates(tmp_path):
 def test_agreement_table_shows_percent_and_cost():
     shown = absa_study.agreement_table(absa_study.decision_agreement(SCRIPTED, (2,), ratio=2.0))
     assert list(shown.iloc[0]) == ["8 samples, ≤ 2 products", "66.7 ± 16.7", 1.5, 32]
+
+
+def test_closest_tight_ratio_to_the_threshold():
+    assert absa_study.closest_tight_ratio(SCRIPTED, 2.0) == pytest.approx(0.6)  # 6 / 10 (4/10, 6/4 farther)

@@ -47,7 +47,7 @@ from largebatch.config import RunConfig
 from largebatch.train import fit
 
 __all__ = ["EstimateGrid", "epoch_weights", "decision_epochs", "doubling_causes", "measure_estimates",
-           "decision_agreement", "cheapest_reliable", "agreement_table", "setting", "agreement_figure"]
+           "decision_agreement", "closest_tight_ratio", "cheapest_reliable", "agreement_table", "setting", "agreement_figure"]
 
 _FORMAT = 1  # of the cached measurement
 
@@ -239,6 +239,14 @@ def decision_agreement(measured: dict[str, Any], products: tuple[int, ...], rati
                  "agreement_sem": 0.0, **shared, "mean_products": products_per_estimate,
                  "gradient_evaluations": measured["num_train"] * (1 + HVP_GRADIENT_EVALUATIONS * products_per_estimate)})
     return pd.DataFrame(rows).sort_values("gradient_evaluations", ignore_index=True)
+
+
+def closest_tight_ratio(measured: dict[str, Any], ratio: float) -> float:
+    """Of the tight ratios ``eigenvalue_j / eigenvalue_i`` (``i < j``), the one nearest to the
+    threshold ``1 / ratio`` (in log): how close the study's decisions come to a coin flip."""
+    tight = measured["tight"]
+    ratios = [tight[j] / tight[i] for i, j in itertools.combinations(range(len(tight)), 2)]
+    return min(ratios, key=lambda r: abs(np.log(abs(r) * ratio)))
 
 
 def cheapest_reliable(table: pd.DataFrame, min_agreement: float) -> pd.Series:
