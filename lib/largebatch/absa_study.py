@@ -34,6 +34,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -295,9 +296,9 @@ def agreement_figure(table: pd.DataFrame, min_agreement: float, highlight: dict[
     for index, (samples, rows) in enumerate(sampled.groupby("samples")):
         axis.errorbar(rows["gradient_evaluations"], 100 * rows["agreement"], yerr=100 * rows["agreement_sem"],
                       color=f"C{index}", marker="o", capsize=2, label=f"{samples} samples")
-        for _, row in rows.iterrows():
+        for k, (_, row) in enumerate(rows.iterrows()):  # caps of similar cost: labels stacked, not overlaid
             axis.annotate(f"≤{row['max_products']:.0f}", (row["gradient_evaluations"], 100 * row["agreement"]),
-                          textcoords="offset points", xytext=(4, -10), fontsize="x-small")
+                          textcoords="offset points", xytext=(5, -12 + 9 * k), fontsize="x-small")
     for marker, (label, (samples, cap)) in zip(("s", "D", "^", "v"), highlight.items()):
         row = sampled[(sampled["samples"] == samples) & (sampled["max_products"] == cap)]
         axis.scatter(row["gradient_evaluations"], 100 * row["agreement"], s=120, facecolors="none",
@@ -305,6 +306,9 @@ def agreement_figure(table: pd.DataFrame, min_agreement: float, highlight: dict[
     axis.axhline(100 * min_agreement, color="grey", linestyle="--", linewidth=1,
                  label=f"{100 * min_agreement:g}% threshold")
     axis.set_xscale("log")
+    axis.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+    axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axis.set_xlabel("gradient evaluations per estimate (samples x (1 + 2 x products))")
     axis.set_ylabel("same doubling decision as the tight estimate (%)")
     axis.legend(fontsize="x-small")
