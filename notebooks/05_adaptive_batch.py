@@ -315,9 +315,9 @@ notebook.show(statuses.value_counts().reset_index())
 # (fig-d-estimate)=
 # ## How cheap may the eigenvalue estimate be?
 #
-# The reference code decides on one batch of 128 samples; this book's first version used
-# 2048 samples and up to 20 products, six times the gradient evaluations of the whole
-# training. Which is needed? On the weights after every epoch at which the ABS run of seed
+# The reference code decides on one batch of 128 samples; an estimate on 2048 samples with
+# up to 20 products (this chapter's earlier setting) costs as much as several epochs of
+# training (table below). Which is needed? On the weights after every epoch at which the ABS run of seed
 # {glue:text}`agreement_seed` (reference setting) made a decision, the top eigenvalue is
 # estimated tightly (the whole training set, Lanczos to a relative tolerance of
 # {glue:text}`agreement_tight_tol:g`) and, {glue:text}`agreement_repeats` times each on fresh
@@ -373,12 +373,12 @@ notebook.glue_all(
 )
 
 # %% [markdown]
-# Over {glue:text}`agreement_weights` weights ({glue:text}`agreement_pairs` pairs, of which the
-# tight estimate doubles at {glue:text}`agreement_doubling_pairs`), the reference setting makes
-# the tight decision {glue:text}`reference_agreement_points:.1f`% of the time at
-# {glue:text}`reference_cost:.0f` gradient evaluations per estimate (the tight estimate costs
-# {glue:text}`tight_cost:.0f`); the least agreeing setting of the grid
-# {glue:text}`lowest_agreement_points:.1f`%. The cheapest setting that
+# Over the weights after {glue:text}`agreement_weights` epochs ({glue:text}`agreement_pairs`
+# pairs, of which the tight estimate doubles at {glue:text}`agreement_doubling_pairs`), the
+# reference setting makes the tight decision {glue:text}`reference_agreement_points:.1f`% of the
+# time at {glue:text}`reference_cost:.0f` gradient evaluations per estimate (the tight estimate
+# costs {glue:text}`tight_cost:.0f`), and the least agreeing setting of the grid does so
+# {glue:text}`lowest_agreement_points:.1f`% of the time. The cheapest setting that
 # {glue:text}`chosen_reliable` the {glue:text}`min_agreement_points:.0f`% criterion is
 # {glue:text}`chosen_samples` samples with at most {glue:text}`chosen_products` products
 # ({glue:text}`chosen_agreement_points:.1f`%, {glue:text}`chosen_cost:.0f` gradient evaluations).
@@ -667,8 +667,8 @@ notebook.glue_all(glued)
 # {glue:text}`adaptive_duration` epochs unless the ratio rule comes first, and the estimate
 # seldom falls to 1/{glue:text}`adaptive_ratio:g` of its reference (figure above): of the runs' doublings,
 # {glue:text}`duration_doublings` were forced by the duration rule and
-# {glue:text}`ratio_doublings` made by the ratio rule. The runs on the growth schedule differ from the
-# growth schedule only in their learning rate, which ABS and ABSA scale with the batch (up to
+# {glue:text}`ratio_doublings` made by the ratio rule. The runs with the growth schedule's batches
+# differ from the growth-schedule runs only in the learning rate, which ABS and ABSA scale with the batch (up to
 # {glue:text}`large_lr:.2f`) and the growth schedule keeps at {glue:text}`lr:.3f`; the growth
 # schedule reaches {glue:text}`growth_acc_points:.1f`%.
 #
@@ -686,8 +686,8 @@ notebook.glue_all(glued)
 # ({glue:text}`chosen_samples` samples, at most {glue:text}`chosen_products` products), where
 # ABSA reaches {glue:text}`absa_cheap_acc_points:.1f`% and ABS {glue:text}`abs_cheap_acc_points:.1f`%.
 # The growth schedule spends {glue:text}`growth_gev_ratio:.2f` times and the noise-scale
-# controller {glue:text}`noise_gev_ratio:.2f` times (both drop the last incomplete batch of an
-# epoch, so less than one pass per epoch), for {glue:text}`growth_acc_points:.1f`% and
+# controller {glue:text}`noise_gev_ratio:.2f` times (less than one pass per epoch: the last
+# incomplete batch of an epoch is dropped), for {glue:text}`growth_acc_points:.1f`% and
 # {glue:text}`noise_acc_points:.1f`% test accuracy with {glue:text}`growth_update_saving:.1f` and
 # {glue:text}`noise_update_saving:.1f` times fewer updates than the baseline.
 # **D3: {glue:text}`verdict_d3`** ({glue:text}`d3_evidence`).
@@ -713,8 +713,8 @@ notebook.glue_all(glued)
 # says that at this scale the small sample is good enough: its decisions agree with the
 # whole-training-set estimate's because the ratios between estimates are far from the threshold.
 # What it does not say is that the eigenvalue signal chose the schedule: here the duration rule
-# made {glue:text}`duration_doublings` of the {glue:text}`eigen_runs` runs' doublings and the
-# ratio rule {glue:text}`ratio_doublings`. The runs are small (MNIST-1D, a small CNN without batch norm, so
+# made {glue:text}`duration_doublings` of the doublings of the {glue:text}`eigen_runs` runs with
+# the reference's estimate, and the ratio rule {glue:text}`ratio_doublings`. The runs are small (MNIST-1D, a small CNN without batch norm, so
 # micro-batching changes nothing here but the speed); the `paper` profile follows the reference
 # setting (CIFAR-10 without augmentation or input normalization, C1, 90 epochs with the learning
 # rate divided by 5 after epochs 30 and 60, micro-batches of 128, batches up to 16384).
