@@ -83,8 +83,8 @@ class AdaptiveRule:
     Read from amirgholami/HessianFlow at commit 644fc8a (``hessianflow/optimizer/absa.py``,
     function ``absa``, lines 103-205; ``hessianflow/eigen.py`` lines 9-45;
     ``hessianflow/optimizer/optm_utils.py`` lines 30-56; the settings of ``train.py`` and the
-    README), described here and re-implemented, not copied. After every epoch, while the batch is below its cap, the reference estimates
-    the top eigenvalue and then, in this order:
+    README), described here and re-implemented, not copied. After every epoch, while the
+    batch is below its cap, the reference estimates the top eigenvalue and then, in order:
 
     1. *Counter.* An epoch counter goes up by one. It starts at 0, so the estimate after
        epoch 1 -- which becomes the reference eigenvalue -- already counts 1.
