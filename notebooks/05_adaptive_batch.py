@@ -714,10 +714,11 @@ notebook.glue_all(glued)
 # whole-training-set estimate's because the ratios between estimates are far from the threshold.
 # What it does not say is that the eigenvalue signal chose the schedule: here the duration rule
 # made {glue:text}`duration_doublings` of the doublings of the {glue:text}`eigen_runs` runs with
-# the reference's estimate, and the ratio rule {glue:text}`ratio_doublings`. The runs are small (MNIST-1D, a small CNN without batch norm, so
-# micro-batching changes nothing here but the speed); the `paper` profile follows the reference
-# setting (CIFAR-10 without augmentation or input normalization, C1, 90 epochs with the learning
-# rate divided by 5 after epochs 30 and 60, micro-batches of 128, batches up to 16384).
+# the reference's estimate, and the ratio rule {glue:text}`ratio_doublings`. The runs are small
+# (MNIST-1D, a small CNN without batch norm, so micro-batching changes nothing here but the
+# speed); the `paper` profile follows the reference setting (CIFAR-10 without augmentation or
+# input normalization, C1, 90 epochs with the learning rate divided by 5 after epochs 30 and 60,
+# micro-batches of 128, batches up to 16384).
 #
 # | claim | verdict at this scale |
 # | --- | --- |

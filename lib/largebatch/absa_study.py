@@ -48,7 +48,8 @@ from largebatch.config import RunConfig
 from largebatch.train import fit
 
 __all__ = ["EstimateGrid", "epoch_weights", "decision_epochs", "doubling_causes", "measure_estimates",
-           "decision_agreement", "closest_tight_ratio", "cheapest_reliable", "agreement_table", "setting", "agreement_figure"]
+           "decision_agreement", "closest_tight_ratio", "cheapest_reliable", "agreement_table", "setting",
+           "agreement_figure"]
 
 _FORMAT = 1  # of the cached measurement
 
@@ -235,10 +236,10 @@ def decision_agreement(measured: dict[str, Any], products: tuple[int, ...], rati
                          "agreement_sem": float(per_pair.std(ddof=1) / np.sqrt(len(per_pair))), **shared,
                          "mean_products": float(used.mean()),
                          "gradient_evaluations": float(np.mean([estimate_cost(int(key), int(n)) for n in used.flat]))})
-    products_per_estimate = measured["tight_products"] / len(tight)
+    per_estimate = measured["tight_products"] / len(tight)
     rows.append({"estimate": "tight", "samples": measured["num_train"], "max_products": np.nan, "agreement": 1.0,
-                 "agreement_sem": 0.0, **shared, "mean_products": products_per_estimate,
-                 "gradient_evaluations": measured["num_train"] * (1 + HVP_GRADIENT_EVALUATIONS * products_per_estimate)})
+                 "agreement_sem": 0.0, **shared, "mean_products": per_estimate,
+                 "gradient_evaluations": measured["num_train"] * (1 + HVP_GRADIENT_EVALUATIONS * per_estimate)})
     return pd.DataFrame(rows).sort_values("gradient_evaluations", ignore_index=True)
 
 
