@@ -30,56 +30,48 @@ if "google.colab" in sys.modules:
 # built with?
 #
 # Each chapter tests its claims against criteria fixed before the runs and writes its
-# verdicts, with the numbers behind them, to a file beside its executed notebook
-# (`<chapter>.verdicts.json`). This page reads those files; nothing in the table below is
-# typed by hand, and building the book from another profile's executed notebooks changes
-# it. A claim whose chapter did not run says *not run*. The number is the value the
-# verdict rests on, with one standard error over seeds where it has one; per-setting
-# values are listed when a claim is judged in several settings. The link leads to the
-# claim's figure in its chapter.
+# verdicts, with the numbers behind them, to a file beside its executed notebook. This page
+# only reads those files (`largebatch.summary`): nothing below is typed by hand, and
+# building the book from other runs changes it.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 verdicts_dir: str = ""  # folder of the verdict files ("": $LARGEBATCH_VERDICTS_DIR, else here)
 
 # %% tags=["remove-input"]
-from largebatch import claims, notebook
+from IPython.display import HTML
+
+from largebatch import notebook, summary
 
 notebook.check_parameters(globals())
-
-# %%
-table = claims.summary_table(verdicts_dir or None)
-
-# %% tags=["remove-input"]
-shown = table[["claim", "measured", "number", "verdict", "profile", "seeds", "figure"]]
-text_columns = [c for c in shown.columns if c != "figure"]  # the figure column is a link
-shown.style.hide(axis="index").format(escape="html", subset=text_columns)
+folder = verdicts_dir or None
+rows = summary.claim_rows(folder)
 
 # %% [markdown]
-# How many claims got each verdict:
+# ## Paper by paper
 
 # %% tags=["remove-input"]
-counts = table["verdict"].value_counts().rename_axis("verdict").reset_index(name="claims")
-counts.style.hide(axis="index")
+HTML(summary.papers_html(rows))
 
 # %% [markdown]
-# *Reproduced* means the pre-registered criterion held, *partly reproduced* that it held in
-# some settings (or for some of its parts) only, *not reproduced at this scale* that it
-# failed on these small networks and data sets, *inconclusive* that the effect was within
-# the noise of the seeds. The statements, measurements and criteria of every claim are
-# listed below (`largebatch.claims.CLAIMS`).
+# ## Claim by claim
+#
+# The verdict reads ✔ *reproduced* (the criterion held), ◐ *partly reproduced* (in some
+# settings or parts only), ✘ *not reproduced at this scale*, ? *inconclusive* (within the
+# seed noise) or – *not run*. Under it, its stability: *stable* if leaving out any one seed
+# and deciding again gives the same verdict, *fragile* (naming the seed) if not,
+# *untested* where it was not decided again (too few seeds to leave one out, or a chapter
+# that passed its verdicts as values). The key number carries one standard
+# error over seeds; the link leads to the claim's figure.
+
+# %% tags=["remove-input", "full-width"]
+HTML(summary.claims_html(rows) + summary.settings_html(summary.setting_rows(folder))
+     + summary.criteria_html())
+
+# %% [markdown]
+# ## Where these numbers come from
+#
+# Runs repeat bit for bit on one CPU, not across CPUs: a reader whose numbers differ from
+# these compares the machine, the versions and the seeds first.
 
 # %% tags=["remove-input"]
-import pandas as pd
-
-registry = pd.DataFrame(
-    [
-        {
-            "claim": c.id,
-            "paper": c.paper,
-            "statement": c.statement,
-            "criterion": c.criterion,
-        }
-        for c in claims.CLAIMS.values()
-    ]
-)
-registry.style.hide(axis="index")
+HTML(summary.provenance_html(summary.provenance_rows(folder)))

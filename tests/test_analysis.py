@@ -76,7 +76,12 @@ def test_difference_is_welch_and_counts_exclusions():
     assert result.std_error == pytest.approx(math.sqrt(4.0 / 3 + 1.0 / 3))
     assert result.z == pytest.approx(4.0 / math.sqrt(5.0 / 3))
     assert math.isnan(analysis.difference([1.0], [2.0, 3.0]).z)
-    assert analysis.difference([2.0, 2.0], [1.0, 1.0]).z == math.inf
+    constant = analysis.difference([2.0, 2.0], [1.0, 1.0])  # no noise estimate, so no evidence
+    assert math.isnan(constant.std_error) and math.isnan(constant.z)
+    verdict = analysis.difference_verdict("A2", constant)
+    assert verdict.outcome == "inconclusive" and "zero variance over seeds" in verdict.evidence
+    closure = analysis.closure_verdict("B2", [0.9, 0.8], [0.2, 0.2], [0.5, 0.5])
+    assert closure.outcome == "inconclusive"
     with pytest.raises(ValueError):
         analysis.difference([], [1.0])
 

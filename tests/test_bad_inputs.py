@@ -15,12 +15,15 @@ import os
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
+import pandas as pd
+import papermill
 import pytest
 import torch
+from fakedata import make_idx_set, write_cifar10, write_svhn
 from torch.utils.data import TensorDataset
 
-from largebatch import (attacks, data, experiments, experiments_cli, hessian, landscape, models, notebook,
-                        reproduce, train)
+from largebatch import (analysis, attack_study, attacks, data, experiments, experiments_cli, hessian, landscape,
+                        models, notebook, reproduce, train)
 from largebatch.config import ConfigError, RunConfig
 
 TINY = RunConfig(num_samples=200, model="mnist1d_mlp", model_options={"width": 8}, batch_size=32,
@@ -52,7 +55,60 @@ def _sweep_file(folder: Path, content: Any) -> str:
     return str(path)
 
 
+def _write(folder: Path, name: str, text: str) -> str:
+    path = folder / name
+    path.write_text(text)
+    return str(path)
+
+
+def _with_env(name: str, value: str, call: Callable[[], Any]) -> Any:
+    """``call()`` with ``$name`` set to ``value`` (restored afterwards)."""
+    saved = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        return call()
+    finally:
+        if saved is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = saved
+
+
+def _with_profile(folder: Path, profile: str, *argv: str) -> Any:
+    """``reproduce`` on the project's notebooks with ``profile`` as the smoke profile."""
+    (folder / "notebooks").symlink_to(reproduce.project_root() / "notebooks")
+    (folder / "profiles").mkdir()
+    (folder / "profiles" / "smoke.yaml").write_text(profile)
+    return reproduce.main(["--root", str(folder), "--profile", "smoke", *argv])
+
+
+def _repeated_runs() -> pd.DataFrame:
+    """Runs of one seed listed three times per batch size (what ``seeds = [0, 0, 0]`` gives)."""
+    return pd.DataFrame({"key": ["k32"] * 3 + ["k256"] * 3, "seed": 0, "batch_size": [32] * 3 + [256] * 3,
+                         "test_accuracy": [0.9] * 3 + [0.8] * 3, "status": "completed"})
+
+
+def _damaged(folder: Path, write: Callable[[Path], Any], name: str, content: bytes | None = None) -> Path:
+    """A data set written by ``write(folder)`` whose file ``name`` is then cut in half (or replaced)."""
+    write(folder)
+    path = folder / name
+    path.write_bytes(content if content is not None else path.read_bytes()[: path.stat().st_size // 2])
+    return folder
+
+
+def _idx_labels(count: int) -> bytes:
+    """An idx1 file of ``count`` zero labels."""
+    return bytes([0, 0, 0x08, 1]) + count.to_bytes(4, "big") + bytes(count)
+
+
+def _papermill(folder: Path, **parameters: Any) -> Any:
+    source = reproduce.project_root() / "notebooks" / "00_quickstart.ipynb"
+    return papermill.execute_notebook(str(source), str(folder / source.name), parameters=parameters,
+                                      cwd=str(source.parent), kernel_name="python3", progress_bar=False)
+
+
 NAN = float("nan")
+BIGGER_THAN_DATA = [TINY.replace(seed=5), TINY.replace(seed=6), TINY.replace(batch_size=161)]
 ROWS = [
     # configuration
     Row("config", "RunConfig(batch_size=0)", lambda t: RunConfig(batch_size=0), ConfigError, "batch_size"),
@@ -155,6 +211,161 @@ ROWS = [
         "--only"),
     Row("reproduce CLI", "-p not_a_parameter 1",
         lambda t: reproduce.main(["--only", "00", "-p", "not_a_parameter", "1"]), SystemExit, "not_a_parameter"),
+    # 1. repeated seeds: the option, every chapter, the verdict layer
+    Row("reproduce CLI", "--seeds 0 0 0", lambda t: reproduce.main(["--only", "04", "--seeds", "0", "0", "0"]),
+        SystemExit, "--seeds must be distinct"),
+    Row("reproduce CLI", "--only 04 -p seeds [0,0,0]",
+        lambda t: reproduce.main(["--only", "04", "-p", "seeds", "[0,0,0]"]), SystemExit,
+        "parameter seeds of 04_adversarial must be distinct"),
+    Row("reproduce CLI", "--only 01 -p seeds [0,0,0]",
+        lambda t: reproduce.main(["--only", "01", "-p", "seeds", "[0,0,0]"]), SystemExit,
+        "parameter seeds of 01_hessian must be distinct"),
+    Row("reproduce CLI", "profile 04_adversarial: {seeds: [1, 1]}",
+        lambda t: _with_profile(t, "04_adversarial:\n  seeds: [1, 1]\n", "--only", "04"), SystemExit,
+        "parameter seeds of 04_adversarial must be distinct"),
+    Row("notebook", "seeds = [0, 0, 0] (any chapter's first cell)",
+        lambda t: notebook.check_parameters({"__annotations__": {"seeds": list[int]}, "seeds": [0, 0, 0]}),
+        ConfigError, "parameter seeds must be distinct"),
+    Row("analysis", "record_verdicts('04_adversarial', ..., seeds=[0, 0, 0])",
+        lambda t: analysis.record_verdicts("04_adversarial", [], [0, 0, 0], folder=t), ConfigError,
+        "seeds must be distinct"),
+    Row("analysis", "seed_summary(one run listed 3 times per batch size)",
+        lambda t: analysis.seed_summary(_repeated_runs(), "batch_size", ["test_accuracy"]), ValueError,
+        "holds run k32 3 times"),
+    Row("analysis", "batch_size_effect(one run listed 3 times per batch size)",
+        lambda t: analysis.batch_size_effect(_repeated_runs(), "test_accuracy", 32, 256), ValueError,
+        "holds run k256 3 times"),
+    Row("analysis", "batch_size_sweep(config, [32], seeds=[0, 0])",
+        lambda t: analysis.batch_size_sweep(TINY, [32], [0, 0]), ConfigError, "seeds must be distinct"),
+    Row("attack_study", "scaling_grid(config, [16, 32], seeds=[1, 1])",
+        lambda t: attack_study.scaling_grid(TINY, [16, 32], [1, 1]), ConfigError, "seeds must be distinct"),
+    # 3. one cache folder, named once
+    Row("experiments CLI", "LARGEBATCH_CACHE_DIR='' verify",
+        lambda t: _with_env("LARGEBATCH_CACHE_DIR", "", lambda: experiments_cli.main(["verify"])), SystemExit,
+        "$LARGEBATCH_CACHE_DIR is set but empty"),
+    Row("experiments", "LARGEBATCH_CACHE_DIR=<a file>; run(config)",
+        lambda t: _with_env("LARGEBATCH_CACHE_DIR", _write(t, "file", ""), lambda: experiments.run(TINY)),
+        ConfigError, "$LARGEBATCH_CACHE_DIR is a file, not a folder"),
+    Row("experiments", "run(config, cache_dir=<a file>)",
+        lambda t: experiments.run(TINY, _write(t, "file", "")), ConfigError, "the cache folder is a file"),
+    Row("experiments", "run(config, cache_dir='')", lambda t: experiments.run(TINY, ""), ConfigError,
+        "the cache folder is empty"),
+    Row("reproduce CLI", "LARGEBATCH_CACHE_DIR='' --only 00",
+        lambda t: _with_env("LARGEBATCH_CACHE_DIR", "", lambda: reproduce.main(["--only", "00"])), SystemExit,
+        "$LARGEBATCH_CACHE_DIR is set but empty"),
+    Row("reproduce CLI", "LARGEBATCH_DATA=<a file> --only 00",
+        lambda t: _with_env("LARGEBATCH_DATA", _write(t, "file", ""), lambda: reproduce.main(["--only", "00"])),
+        SystemExit, "$LARGEBATCH_DATA is a file, not a folder"),
+    Row("reproduce CLI", "--out ''", lambda t: reproduce.main(["--only", "00", "--out", ""]), SystemExit,
+        "the folder is empty"),
+    Row("data", "LARGEBATCH_DATA='' data.load('cifar10')",
+        lambda t: _with_env("LARGEBATCH_DATA", "", lambda: data.load("cifar10")), ConfigError,
+        "$LARGEBATCH_DATA is set but empty"),
+    Row("data", "data.load('cifar10', root='')", lambda t: data.load("cifar10", root=""), ConfigError,
+        "root is empty"),
+    Row("analysis", "LARGEBATCH_VERDICTS_DIR=<a file>; record_verdicts(...)",
+        lambda t: _with_env("LARGEBATCH_VERDICTS_DIR", _write(t, "file", ""),
+                            lambda: analysis.record_verdicts("04_adversarial", [], [0, 1, 2])), ConfigError,
+        "$LARGEBATCH_VERDICTS_DIR is a file"),
+    Row("experiments CLI", "verify --cache ''", lambda t: experiments_cli.main(["verify", "--cache", ""]),
+        SystemExit, "--cache: the folder is empty"),
+    # 4. profile and sweep files
+    Row("reproduce CLI", "profile section 00_quickstrat:",
+        lambda t: _with_profile(t, "00_quickstrat:\n  epochs: 2\n"), SystemExit,
+        "unknown section '00_quickstrat' (did you mean '00_quickstart'?)"),
+    Row("reproduce CLI", "profile all: {epoch: 2} (no notebook declares epoch)",
+        lambda t: _with_profile(t, "all:\n  epoch: 2\n"), SystemExit, "['epoch']"),
+    Row("reproduce CLI", "profile 00_quickstart: {epoch: 2}",
+        lambda t: _with_profile(t, "00_quickstart:\n  epoch: 2\n", "--only", "04"), SystemExit,
+        "section '00_quickstart' sets ['epoch'] (did you mean 'epochs'?)"),
+    Row("reproduce CLI", "profile whose top level is a list",
+        lambda t: _with_profile(t, "- all\n- 00_quickstart\n"), SystemExit, "must map sections"),
+    Row("reproduce CLI", "profile section that is not a mapping (00_quickstart: 3)",
+        lambda t: _with_profile(t, "00_quickstart: 3\n"), SystemExit,
+        "section '00_quickstart' must map parameter names to values"),
+    Row("reproduce CLI", "malformed YAML profile", lambda t: _with_profile(t, "all: {epochs: 2\n"), SystemExit,
+        "smoke.yaml is not valid YAML"),
+    Row("reproduce CLI", "-p epochs '[1,'", lambda t: reproduce.main(["--only", "00", "-p", "epochs", "[1,"]),
+        SystemExit, "-p epochs '[1,' is not a YAML value"),
+    Row("experiments CLI", "malformed YAML sweep file",
+        lambda t: experiments_cli.main(["sweep", _write(t, "sweep.yaml", "base: {lr: 0.1\n")]), SystemExit,
+        "sweep.yaml is not valid YAML"),
+    # 5. an empty --only
+    Row("reproduce CLI", "--only ''", lambda t: reproduce.main(["--only", ""]), SystemExit,
+        "--only got an empty name"),
+    Row("reproduce CLI", "--only 00 99_nothing (one name matches nothing)",
+        lambda t: reproduce.main(["--only", "00", "99_nothing"]), SystemExit, "--only '99_nothing' matched no"),
+    # 6. attacks and their clip box
+    Row("attacks", "fgsm(model, (x - 0.5) / 0.25, y, 0.03, clip=(0, 1))",
+        lambda t: attacks.fgsm(_net(), (_batch()[0] - 0.5) / 0.25, _batch()[1], 0.03, clip=(0, 1)), ValueError,
+        "inputs must lie inside clip=(0, 1)"),
+    Row("attacks", "pgd(model, inputs outside clip=(0, 1), ...)",
+        lambda t: attacks.pgd(_net(), *_batch(), 0.03, clip=(0, 1)), ValueError, "inputs must lie inside clip"),
+    Row("attacks", "robust_accuracy(model, inputs outside clip=(0, 1), [0.1])",
+        lambda t: attacks.robust_accuracy(_net(), _batch(), [0.1], clip=(0, 1)), ValueError,
+        "inputs must lie inside clip"),
+    Row("attacks", "fgsm(..., clip=(1, 0))",
+        lambda t: attacks.fgsm(_net(), _batch()[0].sigmoid(), _batch()[1], 0.1, clip=(1, 0)), ValueError,
+        "clip must be None or (low, high)"),
+    Row("attacks", "AdversarialTransform(0.5, 0.1, clip=(1, 0))",
+        lambda t: attacks.AdversarialTransform(0.5, 0.1, clip=(1, 0)), ValueError, "got (1, 0)"),
+    Row("attacks", "robust_accuracy(..., epsilons=[])", lambda t: attacks.robust_accuracy(_net(), _batch(), []),
+        ValueError, "epsilons must name at least one"),
+    # 8. late or silent checks
+    Row("experiments CLI", "sweep [ok, ok, batch_size=161 > 160 training samples]",
+        lambda t: experiments_cli.main(["sweep", _sweep_file(t, [c.to_dict() for c in BIGGER_THAN_DATA])]),
+        SystemExit, "configuration 2"),
+    Row("experiments", "sweep([ok, ok, batch_size=161])", lambda t: experiments.sweep(BIGGER_THAN_DATA), ConfigError,
+        "configuration 2"),
+    Row("experiments CLI", "verify --cache <missing folder>",
+        lambda t: experiments_cli.main(["verify", "--cache", str(t / "missing")]), SystemExit, "does not exist"),
+    Row("experiments CLI", "verify --cache <a file>",
+        lambda t: experiments_cli.main(["verify", "--cache", _write(t, "file", "")]), SystemExit,
+        "is a file, not a folder"),
+    Row("experiments CLI", "gc --cache <missing folder>",
+        lambda t: experiments_cli.main(["gc", "--cache", str(t / "missing")]), SystemExit, "does not exist"),
+    Row("experiments CLI", "sweep file {}", lambda t: experiments_cli.main(["sweep", _sweep_file(t, {})]),
+        SystemExit, "names no configuration"),
+    Row("experiments CLI", "sweep file []", lambda t: experiments_cli.main(["sweep", _sweep_file(t, [])]),
+        SystemExit, "names no configuration"),
+    Row("experiments CLI", "sweep file [{}]", lambda t: experiments_cli.main(["sweep", _sweep_file(t, [{}])]),
+        SystemExit, "configuration 0 is empty"),
+    Row("experiments CLI", "sweep file {'grid': {}}",
+        lambda t: experiments_cli.main(["sweep", _sweep_file(t, {"grid": {}})]), SystemExit, "'grid'"),
+    Row("experiments CLI", "sweep.YAML (read as YAML) with batch_size: 0",
+        lambda t: experiments_cli.main(["sweep", _write(t, "sweep.YAML", "- batch_size: 0\n")]), SystemExit,
+        "configuration 0: batch_size"),
+    Row("experiments CLI", "sweep sweep.txt", lambda t: experiments_cli.main(["sweep", _write(t, "sweep.txt", "[]")]),
+        SystemExit, "must end in .json, .yaml, .yml"),
+    Row("experiments CLI", "gc --min-age -5", lambda t: experiments_cli.main(["gc", "--min-age", "-5"]), SystemExit,
+        "--min-age"),
+    Row("experiments CLI", "gc --min-age nan", lambda t: experiments_cli.main(["gc", "--min-age", "nan"]),
+        SystemExit, "--min-age"),
+    Row("notebook", "papermill -p epoch 2 (the notebook declares epochs)", lambda t: _papermill(t, epoch=2),
+        papermill.PapermillExecutionError, "['epoch'], which this notebook does not declare"),
+    Row("notebook", "check_parameters after papermill injected epoch = 2",
+        lambda t: notebook.check_parameters({"__annotations__": {"epochs": int}, "epochs": 20,
+                                             "In": ["", "# Parameters\nepoch = 2\n"]}), ConfigError,
+        "(did you mean 'epochs'?)"),
+    Row("data", "MNIST train-images file cut in half",
+        lambda t: data.load("mnist", root=_damaged(t, lambda f: make_idx_set(f / "MNIST" / "raw"),
+                                                   "MNIST/raw/train-images-idx3-ubyte")), data.DataFormatError,
+        "train-images-idx3-ubyte has"),
+    Row("data", "MNIST train labels of another set (6 images, 5 labels)",
+        lambda t: data.load("mnist", root=_damaged(t, lambda f: make_idx_set(f / "MNIST" / "raw"),
+                                                   "MNIST/raw/train-labels-idx1-ubyte", _idx_labels(5))),
+        data.DataFormatError, "train-labels-idx1-ubyte ((5,))"),
+    Row("data", "CIFAR-10 data_batch_3 cut in half",
+        lambda t: data.load("cifar10", root=_damaged(t, lambda f: write_cifar10(f, 4, 4),
+                                                     "cifar-10-batches-py/data_batch_3")), data.DataFormatError,
+        "data_batch_3 is not a CIFAR python batch"),
+    Row("data", "CIFAR-10 test_batch that is not a pickle",
+        lambda t: data.load("cifar10", root=_damaged(t, lambda f: write_cifar10(f, 4, 4),
+                                                     "cifar-10-batches-py/test_batch", b"<html>not found</html>")),
+        data.DataFormatError, "test_batch is not a CIFAR python batch"),
+    Row("data", "SVHN train_32x32.mat that is not a .mat file",
+        lambda t: data.load("svhn", root=_damaged(t, lambda f: write_svhn(f, 4, 4), "train_32x32.mat",
+                                                  b"garbage")), data.DataFormatError, "train_32x32.mat"),
 ]
 
 
@@ -197,6 +408,8 @@ def test_bad_input_is_named_and_leaves_the_cache_untouched(row, cache, tmp_path,
     before = snapshot(cache)
     error, message = failure(row, tmp_path)
     assert type(error) is row.error or (row.error is FileNotFoundError and isinstance(error, FileNotFoundError))
+    if isinstance(error, SystemExit):
+        assert error.code not in (0, None), "a command line that fails must exit non-zero"
     assert row.culprit in message, message
     assert snapshot(cache) == before
 

@@ -1,7 +1,6 @@
 """Claims registry, verdict files and the reproduction summary built from them."""
 
 import json
-import math
 import re
 from pathlib import Path
 
@@ -20,6 +19,7 @@ def test_registry_holds_every_claim_of_the_papers_jastrzebski_and_the_books_own(
     for item in claims.CLAIMS.values():
         assert item.statement and item.measurement and item.criterion and item.paper
         assert re.fullmatch(r"\d\d_[a-z_]+", item.chapter) and item.figure.startswith("fig-")
+        assert item.plain and len(item.plain) <= 90 and item.book_setting and item.paper_setting
 
 
 @pytest.mark.skipif(not PAPERS.exists(), reason="PAPERS.md is not on this machine")
@@ -52,9 +52,8 @@ def test_verdict_file_round_trip(tmp_path, monkeypatch):
     assert rows[1]["excluded"] == 2 and rows[1]["value"] == 0.1
     assert rows[2]["outcome"] == "partly reproduced" and rows[2]["value"] is None  # NaN -> null
     assert rows[0]["figure"] == "02_sharp_minima.html#fig-a1"
-    restored = analysis.Verdict(**{k: (math.nan if v is None else v) for k, v in rows[1].items()
-                                   if k != "figure"})
-    assert restored == _verdicts()[1]
+    assert analysis.Verdict.from_row(rows[1]) == _verdicts()[1]
+    assert rows[1]["stability"]["status"] == analysis.UNTESTED  # given as values, not recomputed
 
 
 def test_record_verdicts_rejects_claims_of_other_chapters_and_missing_overall(tmp_path):
@@ -75,33 +74,17 @@ def test_profile_defaults_to_custom_and_too_few_seeds_give_no_verdict(tmp_path, 
     assert content["verdicts"][0]["evidence"] == "rho = 0.9 (only 2 seeds; a verdict needs 3)"
 
 
-def test_summary_table_from_verdict_files(tmp_path):
-    analysis.record_verdicts("02_sharp_minima", _verdicts(), [0, 1, 2], tmp_path)
-    b3 = analysis.improvement_verdict("B3", [0.80, 0.81, 0.82], [0.70, 0.71, 0.72])
-    analysis.record_verdicts("03_train_longer", [b3], [0, 1, 2], tmp_path)
-    table = claims.summary_table(tmp_path).set_index("claim")
-    assert list(table.index) == list(claims.CLAIMS)  # every claim, none silently missing
-    assert table.loc["A1", "verdict"] == "partly reproduced"
-    assert table.loc["A1", "number"] == "mlp: 0.9; cnn: 0.1"
-    assert table.loc["B3", "verdict"] == "reproduced" and table.loc["B3", "number"].startswith("10 ± 0.8")
-    assert table.loc["B2", "verdict"] == claims.NOT_RUN  # chapter ran, claim not recorded
-    for claim_id in ("A2", "C1", "D1", "D2"):  # chapters without a file
-        assert table.loc[claim_id, "verdict"] == claims.NOT_RUN
-    assert table.loc["D1", "figure"] == '<a href="05_adaptive_batch.html#fig-d1">05_adaptive_batch</a>'
-    assert table.loc["A5", "seeds"] == 3
-
-
-def test_summary_rejects_unknown_claims_and_misplaced_ones(tmp_path):
+def test_reading_verdicts_rejects_unknown_claims_and_misplaced_ones(tmp_path):
     row = {"claim": "Z9", "setting": "", "outcome": "reproduced"}
     path = tmp_path / "02_sharp_minima.verdicts.json"
     path.write_text(json.dumps({"chapter": "02_sharp_minima", "profile": "smoke", "seeds": [0],
                                 "verdicts": [row]}))
     with pytest.raises(ValueError, match="unknown claim 'Z9'"):
-        claims.summary_table(tmp_path)
+        claims.read_verdicts(tmp_path)
     path.write_text(json.dumps({"chapter": "02_sharp_minima", "profile": "smoke", "seeds": [0],
                                 "verdicts": [{**row, "claim": "B1"}]}))
     with pytest.raises(ValueError, match="belongs to chapter 03_train_longer"):
-        claims.summary_table(tmp_path)
+        claims.read_verdicts(tmp_path)
 
 
 def test_only_the_summary_is_stale_when_a_verdict_file_changes(tmp_path):

@@ -29,6 +29,7 @@ WORKER = textwrap.dedent("""
         with open(os.environ["COUNTER"], "a") as stream:
             stream.write(config.key() + "\\n")
         pause = float(os.environ.get("PAUSE_AFTER_CHECKPOINT", "0"))
+        racers = int(os.environ.get("HOLD_UNTIL_STARTED", "0"))
 
         def slow_checkpoint(state):
             checkpoint(state)
@@ -36,8 +37,15 @@ WORKER = textwrap.dedent("""
                 with open(os.environ["COUNTER"] + ".checkpointed", "w") as stream:
                     stream.write(str(os.getpid()))
                 time.sleep(pause)
+            deadline = time.time() + 120  # hold the lock until every racer has started (however slow)
+            while racers and time.time() < deadline and started_count() < racers:
+                time.sleep(0.05)
 
         return real_fit(model, train, test, config, checkpoint=slow_checkpoint, **kwargs)
+
+    def started_count():
+        with open(os.environ["COUNTER"] + ".started") as stream:
+            return len(stream.read().split())
 
     experiments.fit = counted_fit
     with open(os.environ["COUNTER"] + ".started", "a") as stream:
@@ -75,8 +83,9 @@ def test_two_writers_racing_for_one_run_train_it_once(tmp_path):
     cache = tmp_path / "runs"
     started = time.perf_counter()
     file = sweep_file(tmp_path, [TINY])
-    # the trainer pauses 1.5 s after its first checkpoint, holding the lock
-    racers = [start(tmp_path, ["sweep", str(file), "--cache", str(cache)], PAUSE_AFTER_CHECKPOINT="1.5")
+    # the trainer holds the lock after its first checkpoint until the other racer has started, so the
+    # race is real however slowly either process imports
+    racers = [start(tmp_path, ["sweep", str(file), "--cache", str(cache)], HOLD_UNTIL_STARTED="2")
               for _ in range(2)]
     outputs = [finish(p) for p in racers]
     print(f"\ntwo racing writers: {time.perf_counter() - started:.1f} s")

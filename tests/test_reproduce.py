@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from largebatch import reproduce
+from largebatch import provenance, reproduce
 
 REPORT = """
 import json, os, time
@@ -54,8 +54,10 @@ def report(folder: Path, name: str) -> dict:
 
 
 @pytest.mark.slow
-def test_parallel_run_names_failures_writes_manifest_and_runs_summary_last(project, capsys):
+def test_parallel_run_names_failures_writes_manifest_and_runs_summary_last(project, capsys, monkeypatch):
     out = project / "out"
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("LARGEBATCH_CACHE_DIR", "relcache")  # relative to where the command runs, not the kernels
     status = reproduce.main(["--root", str(project), "--profile", "smoke", "--out", str(out),
                              "--jobs", "2"])
     captured = capsys.readouterr()
@@ -69,6 +71,8 @@ def test_parallel_run_names_failures_writes_manifest_and_runs_summary_last(proje
     env = report(out, "01_single")["env"]
     assert env["LARGEBATCH_PROFILE"] == "smoke"
     assert Path(env["LARGEBATCH_VERDICTS_DIR"]) == out.resolve()
+    assert env["LARGEBATCH_CACHE_DIR"] == str(project / "relcache")
+    assert Path(env["LARGEBATCH_DATA"]).is_absolute()
     assert report(out, "02_many")["seeds"] == [7] and report(out, "02_many")["epochs"] == 2
     manifest = json.loads((out / reproduce.MANIFEST_FILE).read_text())
     entries = manifest["notebooks"]
@@ -80,6 +84,8 @@ def test_parallel_run_names_failures_writes_manifest_and_runs_summary_last(proje
     assert entries["02_many"]["notebook"] == "02_many.ipynb"
     assert entries["01_single"]["seconds"] >= 1.0  # it sleeps a second
     assert entries["02_many"]["library_version"] and "git_commit" in entries["02_many"]
+    assert entries["02_many"]["seeds"] == [7] and entries["01_single"]["seeds"] == "notebook default"
+    assert entries["02_many"]["provenance"] == manifest["provenance"] == provenance.environment()
     # the time table names every notebook with its status
     table = captured.out[captured.out.index("notebook  "):]
     for name, status in (("01_single", "executed"), ("03_broken", "failed"), ("06_summary", "executed")):

@@ -254,9 +254,12 @@ async def check_pages(html: Path, pages: Sequence[str], chromium: str, screensho
             process.kill()
             process.wait()
             server.shutdown()
-    # requests no page check attributed (e.g. made by a script after the settle time); the browser asks
-    # for /favicon.ico by itself on pages without an icon link (the redirecting index.html)
-    unattributed = sorted({(path, code) for path, code in failed_requests if path != "/favicon.ico"})
+    # requests no page check attributed (e.g. made by a script after the settle time, or the browser's
+    # own request for /favicon.ico on a page without an icon link)
+    named = {url.rstrip(":") for report in reports for line in report.problems
+             for url in re.findall(rf"{re.escape(origin)}[^\s#]*", line)}
+    unattributed = sorted({(path, code) for path, code in failed_requests
+                           if origin + path.lstrip("/") not in named})
     if unattributed:
         reports.append(PageReport("(server)", [f"not served: {path} (HTTP {code})" for path, code in unattributed]))
     return reports

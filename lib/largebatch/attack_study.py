@@ -44,6 +44,7 @@ from largebatch.input_curvature import (
     same_linear_region,
 )
 from largebatch.train import lr_scale
+from largebatch.user_input import check_seeds
 
 __all__ = [
     "ROUNDOFF_FACTOR", "GridRun", "area_under_curve", "check_epsilons", "check_study",
@@ -79,8 +80,9 @@ def scaling_grid(base: RunConfig, batch_sizes: Sequence[int], seeds: Sequence[in
     ``momenta`` defaults to ``[base.momentum]``. Labels: ``regime``, ``momentum``,
     ``batch_size``, ``seed``.
     """
-    if not batch_sizes or not seeds:
-        raise ValueError("batch_sizes and seeds must be non-empty")
+    if not batch_sizes:
+        raise ValueError("batch_sizes must be non-empty")
+    check_seeds("seeds", seeds)
     unknown = [r for r in regimes if r not in ("none", "linear", "sqrt")]
     if unknown:
         raise ValueError(f"regimes must be lr_scaling rules (none, linear, sqrt), got {unknown}")
@@ -125,14 +127,13 @@ def check_study(batch_sizes: Sequence[int], seeds: Sequence[int], momenta: Seque
                 activations: Sequence[str], indefinite_fraction: float, num_threads: int = 0) -> None:
     """Fail (``ConfigError``) on parameters of the adversarial chapter that cannot make a study.
 
-    Two distinct batch sizes at least, one seed at least, distinct momenta, activations
+    Two distinct batch sizes at least, one seed at least (distinct seeds), distinct momenta, activations
     that start with ``"relu"`` and name at least one smooth one, ``indefinite_fraction``
     in (0, 1] and ``num_threads >= 0``.
     """
     if len(set(batch_sizes)) < 2:
         raise ConfigError(f"parameter batch_sizes must name two distinct sizes at least, got {batch_sizes!r}")
-    if not seeds:
-        raise ConfigError("parameter seeds must name one seed at least, got []")
+    check_seeds("parameter seeds", seeds)
     if len(set(momenta)) != len(momenta):
         raise ConfigError(f"parameters low_momentum and momentum must differ, got {list(momenta)!r}")
     if list(activations[:1]) != ["relu"] or len(activations) < 2:

@@ -6,7 +6,9 @@ Conventions shared by everything here:
   lives inside the model, so every ``eps`` is measured in raw input units.
 * ``clip`` is the data set's value range ``(low, high)`` (``(0.0, 1.0)`` for
   images) or ``None`` when inputs are unbounded (MNIST-1D). Adversarial inputs
-  are clipped to it after every step.
+  are clipped to it after every step. Inputs must lie inside it and ``low < high``
+  (``ValueError`` otherwise): clipping an input that starts outside the box would
+  move it by more than ``eps``, and the robust accuracy would measure the clipping.
 * Attacks run the model in eval mode and restore every module's previous mode
   afterwards, also when an exception escapes. Gradients are taken with respect to
   the input only (``torch.autograd.grad``), so parameter ``.grad`` is never touched.
@@ -18,6 +20,7 @@ Conventions shared by everything here:
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Callable, Sequence, Union
 
 import pandas as pd
@@ -51,6 +54,33 @@ ATTACKS = ("fgsm", "pgd")
 def _check_eps(eps: float, name: str = "eps") -> None:
     if not eps >= 0:  # also rejects NaN
         raise ValueError(f"{name} must be a number >= 0, got {eps!r}")
+
+
+def _check_clip(clip: Clip) -> None:
+    """``clip`` is None or a pair ``(low, high)`` of finite numbers (or 0-d tensors), ``low < high``."""
+    if clip is None:
+        return
+    bounds = None
+    if isinstance(clip, (tuple, list)) and len(clip) == 2 and not any(isinstance(v, bool) for v in clip):
+        try:
+            bounds = float(clip[0]), float(clip[1])
+        except (TypeError, ValueError):
+            pass
+    if bounds is None or not (math.isfinite(bounds[0]) and math.isfinite(bounds[1]) and bounds[0] < bounds[1]):
+        raise ValueError(f"clip must be None or (low, high) with finite numbers low < high (the data's value "
+                         f"range, e.g. (0.0, 1.0) for images), got {clip!r}")
+
+
+def _check_inside(inputs: Tensor, clip: Clip) -> None:
+    """Inputs must lie in the clip box: clipping inputs that start outside it would move
+    them by more than ``eps`` (raw inputs are expected; normalization lives in the model)."""
+    _check_clip(clip)
+    if clip is None or inputs.numel() == 0:
+        return
+    low, high = float(inputs.min()), float(inputs.max())
+    if low < float(clip[0]) or high > float(clip[1]):
+        raise ValueError(f"inputs must lie inside clip={tuple(clip)!r}, but they range over [{low:.4g}, {high:.4g}]: "
+                         "pass raw inputs (the model normalizes them) or clip=None for unbounded inputs")
 
 
 def _check_pgd_args(
@@ -157,6 +187,7 @@ def fgsm(
     """
     _check_eps(eps)
     check_finite(inputs, "inputs")
+    _check_inside(inputs, clip)
     x0 = inputs.detach()
     if eps == 0:
         return x0.clone()
@@ -194,6 +225,7 @@ def pgd(
     """
     _check_pgd_args(eps, norm, steps, step_size, restarts)
     check_finite(inputs, "inputs")
+    _check_inside(inputs, clip)
     x0 = inputs.detach()
     if eps == 0:
         return x0.clone()
@@ -229,6 +261,7 @@ def _attack_function(
         raise ValueError(f"{parameter} must be one of {ATTACKS}, got {attack!r}")
     function = ATTACK_FUNCTIONS[attack]
     inspect.signature(function).bind(None, None, None, 0.0, **attack_kwargs)
+    _check_clip(attack_kwargs.get("clip"))
     if attack == "pgd":
         _check_pgd_args(
             0.0,
@@ -270,6 +303,8 @@ def robust_accuracy(
     Returns a DataFrame with columns ``epsilon, accuracy, attack, norm``, one row
     per distinct epsilon in increasing order.
     """
+    if len(epsilons) == 0:
+        raise ValueError("epsilons must name at least one radius (0 gives the clean accuracy)")
     for eps in epsilons:
         _check_eps(eps, "every epsilon")
     attack_fn = _attack_function(attack, attack_kwargs)
@@ -282,6 +317,7 @@ def robust_accuracy(
     with eval_mode(model):
         for inputs, targets in iterate_batches(data, batch_size):
             inputs, targets = inputs.to(device), targets.to(device)
+            _check_inside(inputs, attack_kwargs.get("clip"))
             with torch.no_grad():
                 still_correct = model(inputs).argmax(dim=1) == targets
             for k, eps in enumerate(ordered):
@@ -350,8 +386,11 @@ class AdversarialTransform:
         self._attack = _attack_function(method, attack_kwargs, "method")
         if count not in COUNT_RULES:
             raise ValueError(f"count must be one of {COUNT_RULES}, got {count!r}")
-        if isinstance(clip, str) and clip != "own":
-            raise ValueError(f"clip must be (low, high), None or 'own', got {clip!r}")
+        if isinstance(clip, str):
+            if clip != "own":
+                raise ValueError(f"clip must be (low, high), None or 'own', got {clip!r}")
+        else:
+            _check_clip(clip)
         self.method, self.count = method, count
         self.clip = clip
         self.attack_kwargs = attack_kwargs
@@ -388,7 +427,11 @@ class AdversarialTransform:
         if count == 0 or self.eps == 0:
             return inputs, targets
         attacked = inputs[:count]
-        clip = (float(attacked.min()), float(attacked.max())) if self.clip == "own" else self.clip
+        clip = self.clip
+        if clip == "own":
+            clip = (float(attacked.min()), float(attacked.max()))
+            if clip[0] == clip[1]:  # clamped to one value, the reference's examples are the samples
+                return inputs, targets
         adversarial = self._attack(
             model, attacked, targets[:count], self.eps, clip=clip, **self.attack_kwargs
         )

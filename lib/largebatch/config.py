@@ -22,6 +22,7 @@ from typing import Any
 from largebatch.augmentation import AUGMENTATIONS
 from largebatch.data import DATASETS
 from largebatch.models import MODELS
+from largebatch.user_input import ConfigError
 
 SCHEDULES = ("constant", "step", "multistep", "cosine")
 LR_SCALING_RULES = ("none", "linear", "sqrt")
@@ -29,10 +30,6 @@ ADVERSARIAL_METHODS = ("fgsm", "pgd")
 BATCH_SIZE_CONTROLLERS = ("none", "growth", "noise_scale", "abs", "absa")
 # Revision 2 of abs/absa: the reference code's rule and estimate defaults (largebatch.absa.AdaptiveRule)
 CONTROLLER_REVISIONS = {"abs": 2, "absa": 2}
-
-
-class ConfigError(ValueError):
-    """A run configuration (or notebook parameter) with a wrong type or value."""
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,16 @@ per-channel statistics that the model's first layer uses to normalize.
 MNIST-1D is generated deterministically by the ``mnist1d`` package and never
 downloaded. MNIST, Fashion-MNIST, CIFAR-10/100 and SVHN are read from their
 standard on-disk formats (idx, python pickles, .mat) under ``root``; they are
-fetched through torchvision only when ``download=True``.
+fetched through torchvision only when ``download=True``. A missing file raises
+:class:`DataNotFoundError`, a truncated or wrong one :class:`DataFormatError`, each
+naming the file.
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
+import math
 import os
 import pickle
 import random
@@ -24,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import TensorDataset
+
+from largebatch.user_input import checked_folder, default_data_dir
 
 DATASETS = ("mnist1d", "mnist", "fashion_mnist", "cifar10", "cifar100", "svhn")
 
@@ -51,6 +56,10 @@ class DataNotFoundError(FileNotFoundError):
     """Raised when a data set is not on disk and downloading was not requested."""
 
 
+class DataFormatError(ValueError):
+    """A data file that is truncated or not in its data set's format; the message names it."""
+
+
 @dataclass(frozen=True)
 class DataBundle:
     """A data set split into train and test tensors, with what models need to know."""
@@ -74,8 +83,9 @@ class DataBundle:
 
 
 def default_root() -> Path:
-    """Where image data sets live: ``$LARGEBATCH_DATA`` or ``~/.cache/largebatch/data``."""
-    return Path(os.environ.get("LARGEBATCH_DATA", Path.home() / ".cache" / "largebatch" / "data"))
+    """Where image data sets live: ``$LARGEBATCH_DATA`` or ``~/.cache/largebatch/data``, absolute
+    (an empty value or a file is an error)."""
+    return default_data_dir()
 
 
 def load(
@@ -97,7 +107,7 @@ def load(
         raise ValueError(f"unknown data set {name!r}; available: {', '.join(DATASETS)}")
     if name == "mnist1d":
         return _load_mnist1d(num_samples, train_split, seed)
-    root = Path(root) if root is not None else default_root()
+    root = checked_folder(root, "root") if root is not None else default_root()
     if download:
         _download(name, root)
     reader = {"mnist": _read_idx_set, "fashion_mnist": _read_idx_set, "cifar10": _read_cifar,
@@ -164,13 +174,25 @@ def _open_maybe_gzip(path: Path):
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """Read an idx file (the MNIST format), plain or ``.gz``."""
-    with _open_maybe_gzip(path) as handle:
-        data = handle.read()
+    """Read an idx file (the MNIST format), plain or ``.gz``; a :class:`DataFormatError`
+    naming the file when it is not one or is truncated."""
+    try:
+        with _open_maybe_gzip(path) as handle:
+            data = handle.read()
+    except (OSError, EOFError) as error:  # a damaged .gz
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise DataFormatError(f"{path} cannot be read ({type(error).__name__}: {error})") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte idx file")
+        raise DataFormatError(f"{path} is not an unsigned-byte idx file")
     ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise DataFormatError(f"{path} is truncated: its idx header names {ndim} dimensions")
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    expected = 4 + 4 * ndim + math.prod(shape)
+    if len(data) != expected:
+        raise DataFormatError(f"{path} has {len(data)} bytes, but its idx header {shape} needs {expected} "
+                              "(truncated or not an idx file)")
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
@@ -182,6 +204,9 @@ def _read_idx_set(name: str, root: Path):
             images, labels = read_idx(folder / images_file), read_idx(folder / labels_file)
         except FileNotFoundError as error:
             raise _missing(name, Path(error.args[0]) if error.args else folder, root) from None
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise DataFormatError(f"{folder / images_file} ({images.shape}) and {folder / labels_file} "
+                                  f"({labels.shape}) must hold N images of H x W and their N labels")
         x = torch.as_tensor(images.copy(), dtype=torch.float32).div_(255).unsqueeze(1)
         splits.append((x, torch.as_tensor(labels.astype(np.int64))))
     return splits[0], splits[1], 10
@@ -202,13 +227,28 @@ def _read_cifar(name: str, root: Path):
             path = folder / file_name
             if not path.exists():
                 raise _missing(name, path, root)
-            with open(path, "rb") as handle:
-                batch = pickle.load(handle, encoding="latin1")
-            images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            labels.extend(batch[label_key])
+            batch_images, batch_labels = _read_cifar_batch(path, label_key)
+            images.append(batch_images)
+            labels.extend(batch_labels)
         x = torch.as_tensor(np.concatenate(images), dtype=torch.float32).div_(255)
         splits.append((x, torch.as_tensor(labels, dtype=torch.int64)))
     return splits[0], splits[1], num_classes
+
+
+def _read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, list[int]]:
+    """Images (N, 3, 32, 32) and labels of one CIFAR python batch file; a
+    :class:`DataFormatError` naming the file when it is truncated or not such a batch."""
+    try:
+        with open(path, "rb") as handle:
+            batch = pickle.load(handle, encoding="latin1")
+        flat = np.asarray(batch["data"], dtype=np.uint8)
+        labels = [int(label) for label in batch[label_key]]
+        if flat.ndim != 2 or flat.shape[1] != 3 * 32 * 32 or len(flat) != len(labels):
+            raise ValueError(f"{flat.shape} data for {len(labels)} labels, not (N, 3072) and N labels")
+    except Exception as error:  # pickle raises many types for damaged files
+        raise DataFormatError(f"{path} is not a CIFAR python batch with 'data' and {label_key!r} "
+                              f"({type(error).__name__}: {error})") from None
+    return flat.reshape(-1, 3, 32, 32), labels
 
 
 def _read_svhn(name: str, root: Path):
@@ -219,9 +259,16 @@ def _read_svhn(name: str, root: Path):
         path = root / f"{split}_32x32.mat"
         if not path.exists():
             raise _missing(name, path, root)
-        mat = loadmat(path)
-        x = torch.as_tensor(np.transpose(mat["X"], (3, 2, 0, 1)).copy(), dtype=torch.float32)
-        labels = mat["y"].astype(np.int64).reshape(-1) % 10  # SVHN stores digit 0 as 10
+        try:
+            mat = loadmat(path)
+            images, labels = np.transpose(mat["X"], (3, 2, 0, 1)), mat["y"].astype(np.int64).reshape(-1)
+            if images.shape[1:] != (3, 32, 32) or len(images) != len(labels):
+                raise ValueError(f"X {mat['X'].shape} and y {mat['y'].shape}, not (32, 32, 3, N) and N labels")
+        except Exception as error:  # scipy raises many types for damaged files
+            raise DataFormatError(f"{path} is not an SVHN .mat file with 'X' and 'y' "
+                                  f"({type(error).__name__}: {error})") from None
+        x = torch.as_tensor(images.copy(), dtype=torch.float32)
+        labels = labels % 10  # SVHN stores digit 0 as 10
         splits.append((x.div_(255), torch.as_tensor(labels)))
     return splits[0], splits[1], 10
 

@@ -28,7 +28,8 @@ largebatch.experiments sweep|verify|gc`` is the command line
 
 The cache folder is ``$LARGEBATCH_CACHE_DIR`` if set, else ``.cache/runs`` at
 the root of the project checkout (found from the working directory), else
-``~/.cache/largebatch/runs``.
+``~/.cache/largebatch/runs``, always made absolute once
+(:func:`largebatch.user_input.default_cache_dir`); an empty value or a file is an error.
 """
 
 from __future__ import annotations
@@ -54,21 +55,18 @@ from largebatch.config import ConfigError, RunConfig
 from largebatch.run_cache import (CHECKPOINT_FILE, RECORD_FILE, TRAIN_STATE_FILE,  # noqa: F401 (re-exported)
                                   CorruptEntryError, atomic_write_bytes)
 from largebatch.train import compose_transforms, evaluate, fit
+from largebatch.user_input import checked_folder, default_cache_dir
 
 SINGLE_BATCH_HESSIAN_SAMPLES = 8192  # up to this many training samples, Hessians use one batch
 
 __all__ = ["RunConfig", "ConfigError", "run", "sweep", "results", "load_model", "load_data",
-           "build_model", "validate", "default_cache_dir", "load_record", "run_dir", "parse_shard"]
+           "build_model", "validate", "validate_all", "cache_folder", "default_cache_dir", "load_record", "run_dir", "parse_shard"]
 
 
-def default_cache_dir() -> Path:
-    """``$LARGEBATCH_CACHE_DIR``, or ``.cache/runs`` in the enclosing checkout, or the user cache."""
-    if "LARGEBATCH_CACHE_DIR" in os.environ:
-        return Path(os.environ["LARGEBATCH_CACHE_DIR"])
-    for folder in [Path.cwd(), *Path.cwd().parents]:
-        if (folder / "lib" / "largebatch").is_dir() and (folder / "pyproject.toml").exists():
-            return folder / ".cache" / "runs"
-    return Path.home() / ".cache" / "largebatch" / "runs"
+def cache_folder(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The cache folder, absolute: ``cache_dir`` if given, else :func:`default_cache_dir`; a
+    :class:`ConfigError` when it is empty or names a file."""
+    return default_cache_dir() if cache_dir is None else checked_folder(cache_dir, "the cache folder")
 
 
 def load_data(config: RunConfig) -> data.DataBundle:
@@ -91,6 +89,20 @@ def validate(config: RunConfig, bundle: data.DataBundle | None = None) -> data.D
             raise ConfigError(f"{name} must be <= the training set size {bundle.num_train} "
                               f"of {config.dataset}, got {value}")
     return bundle
+
+
+def validate_all(configs: Sequence[RunConfig]) -> None:
+    """:func:`validate` every configuration (each data set loaded once), before any run starts;
+    the error names the configuration's position in ``configs``."""
+    bundles: dict[tuple[str, str | None, int], data.DataBundle] = {}
+    for index, config in enumerate(configs):
+        if not isinstance(config, RunConfig):
+            raise TypeError(f"sweep takes RunConfig objects, got {type(config).__name__} at position {index}")
+        source = (config.dataset, config.data_root, config.num_samples if config.dataset == "mnist1d" else 0)
+        try:
+            bundles[source] = validate(config, bundles.get(source))
+        except ConfigError as error:
+            raise ConfigError(f"configuration {index} ({config.key()}): {error}") from None
 
 
 def build_model(config: RunConfig, bundle: data.DataBundle) -> nn.Module:
@@ -202,7 +214,7 @@ def _git_commit() -> str | None:
 
 def run_dir(config: RunConfig, cache_dir: str | os.PathLike | None = None) -> Path:
     """The cache folder of one configuration: ``<cache>/<config.key()>``."""
-    return Path(cache_dir or default_cache_dir()) / config.key()
+    return cache_folder(cache_dir) / config.key()
 
 
 def load_record(config: RunConfig, cache_dir: str | os.PathLike | None = None) -> dict[str, Any] | None:
@@ -339,16 +351,15 @@ def sweep(configs: Sequence[RunConfig], cache_dir: str | os.PathLike | None = No
     local processes at once. Returns the records of the runs made here, in order.
     """
     configs = list(configs)
-    for config in configs:  # every configuration is checked before the first run starts
-        if not isinstance(config, RunConfig):
-            raise TypeError(f"sweep takes RunConfig objects, got {type(config).__name__}")
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
     if shard is not None:
         _check_shard(shard)
-        configs = configs[shard[0]::shard[1]]
     if jobs > 1 and distributed.is_distributed():
         raise ValueError("jobs > 1 cannot be combined with torchrun (each worker is one process already)")
+    validate_all(configs)
+    if shard is not None:
+        configs = configs[shard[0]::shard[1]]
     bar = tqdm(total=len(configs), desc="runs", unit="run", disable=not (progress and distributed.is_main()))
     with bar:
         if jobs == 1:
@@ -357,13 +368,14 @@ def sweep(configs: Sequence[RunConfig], cache_dir: str | os.PathLike | None = No
                 records.append(run(config, cache_dir, progress=progress))
                 bar.update(1)
             return records
-        import concurrent.futures
-        import multiprocessing
+        from concurrent.futures import as_completed
 
-        cache = Path(cache_dir or default_cache_dir())
-        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        from largebatch.process_pool import StoppablePool
+
+        cache = cache_folder(cache_dir)
+        with StoppablePool(jobs) as pool:  # Ctrl-C: queued runs cancelled, running ones stopped
             futures = [pool.submit(run, config, cache, progress=False) for config in configs]
-            for future in concurrent.futures.as_completed(futures):
+            for _ in as_completed(futures):
                 bar.update(1)
             return [future.result() for future in futures]
 
@@ -415,7 +427,7 @@ def results(records: Iterable[dict[str, Any]] | None = None,
     verification is left out with a :class:`run_cache.CacheWarning` naming it).
     """
     if records is None:
-        folder = Path(cache_dir or default_cache_dir())
+        folder = cache_folder(cache_dir)
         records = []
         for path in sorted(folder.glob(f"*/{RECORD_FILE}")):
             record, problems = run_cache.check_record(path.parent)

@@ -2,12 +2,16 @@
 
 Each notebook's parameters cell gives every parameter a type hint and a comment;
 papermill injects new values below it. :func:`check_parameters` compares every
-value with its hint, so a wrong type fails in the first cells with a message
-that names the parameter, before any compute.
+value with its hint, rejects a value papermill injected for a name the cell does
+not declare (``-p epoch 2`` for ``epochs``) and a ``seeds`` list that repeats a
+seed, so a wrong parameter fails in the first cells with a message that names it,
+before any compute.
 """
 
 from __future__ import annotations
 
+import ast
+import difflib
 import math
 from typing import Any, Mapping, Sequence
 
@@ -15,17 +19,47 @@ import pandas as pd
 from pandas.io.formats.style import Styler
 
 from largebatch.config import ConfigError, accepts, describe_type
+from largebatch.user_input import check_seeds
+
+INJECTED_CELL_COMMENT = "# Parameters"  # the first line of the cell papermill injects
 
 
 def check_parameters(namespace: Mapping[str, Any]) -> None:
-    """Check every annotated variable of a notebook namespace against its type hint."""
-    for name, hint in namespace.get("__annotations__", {}).items():
+    """Check every annotated variable of a notebook namespace against its type hint, that
+    papermill injected no undeclared name, and that ``seeds`` (if declared) are distinct."""
+    declared = namespace.get("__annotations__", {})
+    unknown = sorted(injected_parameters(namespace) - set(declared))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(declared), n=1)
+        raise ConfigError(f"papermill injected {unknown}, which this notebook does not declare as a parameter"
+                          + (f" (did you mean {close[0]!r}?)" if close else "")
+                          + f"; it declares {', '.join(declared)}")
+    for name, hint in declared.items():
         if name not in namespace:
             raise ConfigError(f"parameter {name} is declared but has no value")
         value = namespace[name]
         if not accepts(hint, value):
             raise ConfigError(f"parameter {name} must be of type {describe_type(hint)}, "
                               f"got {value!r} ({type(value).__name__})")
+    if "seeds" in declared:
+        check_seeds("parameter seeds", namespace["seeds"])
+
+
+def injected_parameters(namespace: Mapping[str, Any]) -> set[str]:
+    """The names papermill assigned in the cell it injected (first line ``# Parameters``),
+    read from IPython's input history ``In``; empty outside IPython or without papermill.
+    ``PAPERMILL_*`` names (papermill's ``--inject-paths``) are not parameters."""
+    names: set[str] = set()
+    for source in namespace.get("In") or []:
+        if not (isinstance(source, str) and source.lstrip().startswith(INJECTED_CELL_COMMENT)):
+            continue
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        names |= {target.id for node in tree.body if isinstance(node, ast.Assign)
+                  for target in node.targets if isinstance(target, ast.Name)}
+    return {name for name in names if not name.startswith("PAPERMILL_")}
 
 
 def check_choice(name: str, value: Any, allowed: Sequence[Any]) -> None:

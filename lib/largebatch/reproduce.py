@@ -6,7 +6,10 @@
 
 Profiles live in ``profiles/<name>.yaml``: keys under ``all`` go to every
 notebook that declares that parameter, keys under a notebook's name to that
-notebook only; ``-p`` overrides both. Executed notebooks go to ``--out``
+notebook only; ``-p`` overrides both (values are YAML, ``1e-3`` a float as in
+papermill). A section that names no notebook, a key that no notebook (under ``all``)
+or not that notebook declares, a repeated seed or an empty ``--only`` name is an
+error before anything runs. Executed notebooks go to ``--out``
 (default ``_build/executed/<profile>``), beside a ``manifest.json`` that records
 per notebook its parameters, status, time, library version, git commit and the
 tail of its error. A notebook whose source, parameters, environment and library
@@ -19,9 +22,14 @@ kernel; a notebook whose name contains ``summary`` starts after all others have
 finished. ``--seeds`` reruns chapters over other seeds: a notebook declaring a
 ``seeds`` parameter gets the list, one declaring only ``seed`` is executed once
 per seed (the first seed's run is the book's, the others go to ``seed-S/``).
-The kernels also see ``$LARGEBATCH_PROFILE`` (the profile name) and
-``$LARGEBATCH_VERDICTS_DIR`` (the folder of their executed notebook). A failed
+The kernels also see ``$LARGEBATCH_PROFILE`` (the profile name),
+``$LARGEBATCH_VERDICTS_DIR`` (the folder of their executed notebook), and
+``$LARGEBATCH_CACHE_DIR`` and ``$LARGEBATCH_DATA`` as this command resolves them
+(absolute, so kernels working in ``notebooks/`` use the same folders). A failed
 notebook does not stop the others; the exit status is non-zero and names it.
+Ctrl-C stops everything: queued notebooks do not start, running kernels are shut
+down, ``manifest.json`` records what finished (the rest as ``interrupted``) and the
+exit status is 130.
 ``--build`` then builds the HTML book from the executed notebooks with
 ``jupyter-book build -W --keep-going`` into ``_build/html``.
 """
@@ -30,21 +38,26 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
+import functools
 import hashlib
 import json
-import multiprocessing
 import os
 import shutil
 import subprocess
 import sys
 import time
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import yaml
+
+from largebatch.process_pool import INTERRUPTED_EXIT, StoppablePool
+from largebatch.user_input import ConfigError, check_seeds, folder_environment, folder_option, parse_yaml, \
+    read_yaml_file
 
 PROFILES = ("smoke", "quick", "paper")
 BOOK_FILES = ("_config.yml", "_toc.yml")
@@ -54,10 +67,13 @@ ENV_VERDICTS_DIR = "LARGEBATCH_VERDICTS_DIR"
 ENV_PROFILE = "LARGEBATCH_PROFILE"
 
 
+INTERRUPTED = "interrupted"
+
+
 @dataclass
 class NotebookOutcome:
     name: str
-    status: str  # "executed", "cached" or "failed"
+    status: str  # "executed", "cached", "failed" or "interrupted" (Ctrl-C came first)
     seconds: float
     error: str = ""
 
@@ -95,28 +111,67 @@ def chapter_notebooks(root: Path) -> dict[str, Path]:
 
 
 def load_profile(root: Path, profile: str) -> dict[str, dict[str, Any]]:
-    """The sections of ``profiles/<profile>.yaml`` (``all`` and one per notebook)."""
+    """The sections of ``profiles/<profile>.yaml``: ``all`` and one per notebook.
+
+    Raises :class:`ConfigError` naming the file when it does not parse, when its top level
+    or a section is not a mapping, when a section names no notebook, or when a key names a
+    parameter that no notebook (for ``all``) or not that notebook declares.
+    """
     if profile not in PROFILES:
         raise SystemExit(f"unknown profile {profile!r}; available: {', '.join(PROFILES)}")
-    data = yaml.safe_load((root / "profiles" / f"{profile}.yaml").read_text()) or {}
-    return {section: dict(values or {}) for section, values in data.items()}
+    path = root / "profiles" / f"{profile}.yaml"
+    data = read_yaml_file(path, "profile")
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"profile {path} must map sections (all, or a notebook name) to parameters, "
+                          f"got a {type(data).__name__}")
+    declared = {name: declared_parameters(source) for name, source in chapter_notebooks(root).items()}
+    sections = {"all": set().union(*declared.values()), **declared}
+    checked = {}
+    for section, values in data.items():
+        if section not in sections:
+            raise ConfigError(f"profile {path}: unknown section {section!r}{_suggestion(section, sections)}; "
+                              f"sections are {', '.join(sections)}")
+        if not isinstance(values, (dict, type(None))):
+            raise ConfigError(f"profile {path}: section {section!r} must map parameter names to values, "
+                              f"got {values!r}")
+        checked[section] = dict(values or {})
+        _check_declared(f"profile {path}, section {section!r}", checked[section], sections[section],
+                        "no notebook declares" if section == "all" else "the notebook does not declare")
+    return checked
+
+
+def _suggestion(name: str, allowed: Any) -> str:
+    close = difflib.get_close_matches(str(name), [str(a) for a in allowed], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_declared(where: str, values: dict[str, Any], declared: set[str], verb: str) -> None:
+    """Fail (:class:`ConfigError`) when ``values`` set a parameter outside ``declared``."""
+    unknown = sorted(set(values) - declared)
+    if unknown:
+        raise ConfigError(f"{where} sets {unknown}{_suggestion(unknown[0], declared)}, which {verb}; "
+                          f"declared: {', '.join(sorted(declared))}")
 
 
 def declared_parameters(path: Path) -> set[str]:
     """Names in the notebook's ``parameters`` cell."""
+    return set(_inspect(str(path), path.stat().st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=64)
+def _inspect(path: str, mtime_ns: int) -> tuple[str, ...]:
     import papermill
 
-    return set(papermill.inspect_notebook(str(path)))
+    return tuple(papermill.inspect_notebook(path))
 
 
 def parameters_for(name: str, declared: set[str], profile: dict[str, dict[str, Any]],
                    overrides: dict[str, Any]) -> dict[str, Any]:
     """Profile ``all`` keys the notebook declares, then its own section, then overrides."""
     own = profile.get(name, {})
-    unknown = set(own) - declared
-    if unknown:
-        raise SystemExit(f"profile section {name!r} sets parameters the notebook does not declare: "
-                         f"{sorted(unknown)}; it declares {sorted(declared)}")
+    _check_declared(f"profile section {name!r}", own, declared, "the notebook does not declare")
     merged = {k: v for k, v in profile.get("all", {}).items() if k in declared}
     merged.update(own)
     merged.update({k: v for k, v in overrides.items() if k in declared})
@@ -193,11 +248,14 @@ def plan(notebooks: dict[str, Path], declared: dict[str, set[str]], profile: dic
     """The executions: one per notebook, or one per seed for a notebook declaring only ``seed``.
 
     ``env`` goes to every kernel, with ``$LARGEBATCH_VERDICTS_DIR`` set to the
-    folder of that kernel's executed notebook.
+    folder of that kernel's executed notebook. A ``seeds`` parameter (from the profile,
+    an override or ``seeds``) must list distinct integers >= 0 (:class:`ConfigError`).
     """
     tasks = []
     for name, source in notebooks.items():
         parameters = parameters_for(name, declared[name], profile, overrides)
+        if "seeds" in parameters:
+            check_seeds(f"parameter seeds of {name}", parameters["seeds"])
         runs: list[tuple[str, dict[str, Any], Path]] = [(name, parameters, out_dir)]
         if seeds and "seeds" in declared[name]:
             runs = [(name, {**parameters, "seeds": list(seeds)}, out_dir)]
@@ -214,54 +272,54 @@ def plan(notebooks: dict[str, Path], declared: dict[str, set[str]], profile: dic
 def run_tasks(tasks: Sequence[Task], jobs: int = 1) -> dict[str, NotebookOutcome]:
     """Execute tasks, ``jobs`` at a time; summary notebooks start after all others finished.
 
-    With ``jobs > 1`` each task runs in a worker process of its own (papermill
-    changes the working directory, and each kernel gets its own environment).
+    Each task runs in a worker process (papermill changes the working directory, and
+    each kernel gets its own environment). Ctrl-C stops the execution: queued tasks do
+    not start, running ones are stopped (papermill shuts their kernels down), and every
+    task that did not finish gets the status ``"interrupted"``.
     """
     if jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
     waves = [[t for t in tasks if not t.is_summary], [t for t in tasks if t.is_summary]]
     outcomes: dict[str, NotebookOutcome] = {}
-    done = 0
 
     def report(task: Task, outcome: NotebookOutcome) -> None:
-        nonlocal done
-        done += 1
         outcomes[task.label] = outcome
-        print(f"[{done}/{len(tasks)}] {task.label}: {outcome.status} in {outcome.seconds:.1f} s", flush=True)
+        print(f"[{len(outcomes)}/{len(tasks)}] {task.label}: {outcome.status} in {outcome.seconds:.1f} s", flush=True)
         if outcome.status == "failed":
             print(outcome.error[-ERROR_TAIL_CHARS:], file=sys.stderr, flush=True)
 
-    if jobs == 1:
-        for task in (t for wave in waves for t in wave):
-            print(f"{task.label} ...", flush=True)
-            report(task, _execute_task(task))
-        return {t.label: outcomes[t.label] for t in tasks}
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        for wave in waves:
-            futures: dict[Future, Task] = {}
-            for task in wave:
-                print(f"{task.label} ...", flush=True)
-                futures[pool.submit(_execute_task, task)] = task
-            for future in as_completed(futures):
-                task = futures[future]
-                try:
-                    outcome = future.result()
-                except Exception as error:  # a worker that died: the others go on
-                    outcome = NotebookOutcome(task.label, "failed", 0.0, f"{type(error).__name__}: {error}")
-                report(task, outcome)
+    try:
+        with StoppablePool(jobs) as pool:
+            for wave in waves:
+                futures: dict[Future, Task] = {}
+                for task in wave:
+                    print(f"{task.label} ...", flush=True)
+                    futures[pool.submit(_execute_task, task)] = task
+                for future in as_completed(futures):
+                    task = futures[future]
+                    try:
+                        outcome = future.result()
+                    except Exception as error:  # a worker that died: the others go on
+                        outcome = NotebookOutcome(task.label, "failed", 0.0, f"{type(error).__name__}: {error}")
+                    report(task, outcome)
+    except KeyboardInterrupt:
+        for task in tasks:
+            outcomes.setdefault(task.label, NotebookOutcome(task.label, INTERRUPTED, 0.0,
+                                                            "stopped by Ctrl-C before it finished"))
     return {t.label: outcomes[t.label] for t in tasks}
 
 
 def write_manifest(out_dir: Path, tasks: Sequence[Task], outcomes: dict[str, NotebookOutcome],
                    profile: str, jobs: int) -> Path:
-    """``manifest.json`` beside the executed notebooks; a cached notebook keeps its last execution time."""
-    from largebatch import __version__
+    """``manifest.json`` beside the executed notebooks; a cached notebook keeps its last execution's
+    time, versions and machine (:func:`largebatch.provenance.environment`)."""
+    from largebatch import __version__, provenance
     from largebatch.experiments import _git_commit
 
     path = out_dir / MANIFEST_FILE
     previous = json.loads(path.read_text()).get("notebooks", {}) if path.exists() else {}
     commit = _git_commit()
+    machine = provenance.environment()
     entries = {}
     for task in tasks:
         outcome = outcomes[task.label]
@@ -274,10 +332,13 @@ def write_manifest(out_dir: Path, tasks: Sequence[Task], outcomes: dict[str, Not
             "last_execution_seconds": None if executed is None else round(executed, 2),
             "library_version": __version__ if outcome.status != "cached" else last.get("library_version", __version__),
             "git_commit": commit if outcome.status != "cached" else last.get("git_commit", commit),
+            "seeds": task.parameters.get("seeds", [task.parameters["seed"]] if "seed" in task.parameters
+                                         else "notebook default"),
+            "provenance": machine if outcome.status != "cached" else last.get("provenance", machine),
             "error_tail": outcome.error[-ERROR_TAIL_CHARS:],
         }
     manifest = {"profile": profile, "jobs": jobs, "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "notebooks": {**previous, **entries}}
+                "provenance": machine, "notebooks": {**previous, **entries}}
     path.write_text(json.dumps(manifest, indent=1, default=str))
     return path
 
@@ -318,8 +379,15 @@ def _sync_tree(source: Path, target: Path, ignore: Sequence[str] = (), pattern: 
         shutil.copy2(path, destination)
 
 
-def _parse_value(text: str) -> Any:
-    return yaml.safe_load(text)
+def _overrides(parameters: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """``-p KEY VALUE`` pairs, each value read as YAML (``1e-3`` a float, as papermill reads it)."""
+    overrides = {}
+    for key, value in parameters:
+        try:
+            overrides[key] = parse_yaml(value)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"-p {key} {value!r} is not a YAML value: {' '.join(str(error).split())}") from None
+    return overrides
 
 
 def _positive(text: str) -> int:
@@ -334,7 +402,20 @@ def _seed(text: str) -> int:
     return int(text)
 
 
+def _select(notebooks: dict[str, Path], only: Sequence[str]) -> dict[str, Path]:
+    """The notebooks ``--only`` names (exactly or by prefix); :class:`ConfigError` for an empty
+    name or one that matches nothing."""
+    names = ", ".join(notebooks)
+    for name in only:
+        if not name.strip():
+            raise ConfigError(f"--only got an empty name (an unset shell variable?); available: {names}")
+        if not any(n == name or n.startswith(name) for n in notebooks):
+            raise ConfigError(f"--only {name!r} matched no notebook; available: {names}")
+    return {n: p for n, p in notebooks.items() if any(n == o or n.startswith(o) for o in only)}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (1: a notebook failed, 130: Ctrl-C)."""
     parser = argparse.ArgumentParser(prog="python -m largebatch.reproduce", description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="quick", choices=PROFILES)
     parser.add_argument("--only", nargs="+", metavar="NAME", help="notebook names (or name prefixes) to run")
@@ -342,41 +423,32 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="override a notebook parameter (value parsed as YAML)")
     parser.add_argument("--jobs", type=_positive, default=1, help="notebooks executed at a time (default 1)")
     parser.add_argument("--seeds", type=_seed, nargs="+", help="rerun over these seeds (see above)")
-    parser.add_argument("--out", type=Path, help="folder for executed notebooks")
+    parser.add_argument("--out", type=folder_option, help="folder for executed notebooks")
     parser.add_argument("--build", action="store_true", help="build the HTML book afterwards")
     parser.add_argument("--no-execute", action="store_true", help="build from already executed notebooks")
-    parser.add_argument("--book-output", type=Path, help="folder that receives _build/html (default: the project root)")
+    parser.add_argument("--book-output", type=folder_option,
+                        help="folder that receives _build/html (default: the project root)")
     parser.add_argument("--root", type=Path, default=None, help=argparse.SUPPRESS)  # tests: another project folder
     args = parser.parse_args(argv)
-
     root = args.root or project_root()
-    notebooks = chapter_notebooks(root)
-    if args.only:
-        selected = {n: p for n, p in notebooks.items() if any(n == o or n.startswith(o) for o in args.only)}
-        if not selected:
-            parser.error(f"--only matched no notebook; available: {', '.join(notebooks)}")
-        notebooks = selected
-    profile = load_profile(root, args.profile)
-    overrides = {key: _parse_value(value) for key, value in args.parameter}
-    if args.seeds and {"seed", "seeds"} & set(overrides):
-        parser.error("give seeds either with --seeds or with -p seed/seeds, not both")
-    declared = {name: declared_parameters(path) for name, path in notebooks.items()}
-    unused = set(overrides) - set().union(*declared.values())
-    if unused:
-        parser.error(f"no selected notebook declares {sorted(unused)}")
-    out_dir = args.out or root / "_build" / "executed" / args.profile
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        tasks, out_dir = _prepare(args, root)
+    except ConfigError as error:
+        parser.error(str(error))
 
     failed: list[str] = []
     if not args.no_execute:
-        env = {ENV_PROFILE: args.profile}
-        tasks = plan(notebooks, declared, profile, overrides, out_dir, env, args.seeds)
         started = time.perf_counter()
         outcomes = run_tasks(tasks, args.jobs)
         manifest = write_manifest(out_dir, tasks, outcomes, args.profile, args.jobs)
-        failed = [label for label, outcome in outcomes.items() if outcome.status == "failed"]
         print(time_table(tasks, outcomes, time.perf_counter() - started), flush=True)
         print(f"executed notebooks and {manifest.name} -> {out_dir}", flush=True)
+        interrupted = [label for label, outcome in outcomes.items() if outcome.status == INTERRUPTED]
+        if interrupted:
+            print(f"interrupted: {', '.join(interrupted)} did not finish; {manifest} records what did",
+                  file=sys.stderr, flush=True)
+            return INTERRUPTED_EXIT
+        failed = [label for label, outcome in outcomes.items() if outcome.status == "failed"]
     if args.build:
         status = build_book(out_dir, root, args.book_output or root)
         if status != 0:
@@ -387,6 +459,32 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr, flush=True)
         return 1
     return 0
+
+
+def _prepare(args: argparse.Namespace, root: Path) -> tuple[list[Task], Path]:
+    """Every check of the command line, then the tasks and the output folder (created).
+
+    The kernels get the cache and data folders resolved here, as absolute paths, so
+    they use the folders this command (and ``python -m largebatch.experiments``) would.
+    """
+    notebooks = chapter_notebooks(root)
+    if args.only:
+        notebooks = _select(notebooks, args.only)
+    if args.seeds:
+        check_seeds("--seeds", args.seeds)
+    profile = load_profile(root, args.profile)
+    overrides = _overrides(args.parameter)
+    if args.seeds and {"seed", "seeds"} & set(overrides):
+        raise ConfigError("give seeds either with --seeds or with -p seed/seeds, not both")
+    declared = {name: declared_parameters(path) for name, path in notebooks.items()}
+    unused = set(overrides) - set().union(*declared.values())
+    if unused:
+        raise ConfigError(f"no selected notebook declares {sorted(unused)}")
+    out_dir = args.out or root / "_build" / "executed" / args.profile
+    env = {ENV_PROFILE: args.profile, **folder_environment()}
+    tasks = plan(notebooks, declared, profile, overrides, out_dir, env, args.seeds)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return tasks, out_dir
 
 
 if __name__ == "__main__":

@@ -321,9 +321,11 @@ def _if_unlocked(folder: Path) -> Iterator[bool]:
 
 
 def _entries(cache_dir: Path) -> list[Path]:
-    """The run folders of the cache (named by a configuration key; e.g. ``figures/`` is not one)."""
+    """The run folders of the cache (named by a configuration key; e.g. ``figures/`` is not one);
+    a ``FileNotFoundError`` naming ``cache_dir`` when it is not a folder."""
     if not cache_dir.is_dir():
-        return []
+        state = "is a file, not a folder" if cache_dir.exists() else "does not exist"
+        raise FileNotFoundError(f"the cache folder {cache_dir} {state}")
     return sorted(p for p in cache_dir.iterdir() if p.is_dir() and _KEY.fullmatch(p.name))
 
 
