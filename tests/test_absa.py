@@ -327,6 +327,8 @@ def test_reference_fgsm_clips_to_the_attacked_samples_own_range():
     assert torch.equal(out[4:], x[4:]) and not torch.equal(out[:4], attacked)
     assert out[:4].min() >= attacked.min() and out[:4].max() <= attacked.max()
     assert set(out[:4].unique().tolist()) <= {attacked.min().item(), attacked.max().item()}  # eps >> range
+    flat = torch.full_like(x, 0.5)  # one value: clamped to [0.5, 0.5] the examples are the samples
+    assert torch.equal(transform(model, flat, y)[0], flat)
     with pytest.raises(ValueError, match="count"):
         AdversarialTransform(0.2, 0.1, count="nearest")
     with pytest.raises(ValueError, match="clip"):
