@@ -1,6 +1,7 @@
 """Adaptive batch size: the ABS/ABSA rule, the noise-scale estimator, costs, resume, bad settings."""
 
 import hashlib
+import math
 import json
 
 import pytest
@@ -11,7 +12,7 @@ from torch.utils.data import TensorDataset
 
 from largebatch import experiments, hessian, run_cache
 from largebatch.absa import (AdaptiveRule, BatchGrowthSchedule, EigenvalueController, NoiseScaleController,
-                             build_controller)
+                             build_controller, reference_adversarial_stop)
 from largebatch.attacks import AdversarialTransform
 from largebatch.callbacks import Callback
 from largebatch.config import ConfigError, RunConfig
@@ -32,19 +33,38 @@ def mlp(seed=0, dtype=torch.float32):
 
 def test_rule_doubles_at_the_ratio_halves_the_fraction_and_stops_at_the_cap():
     rule = AdaptiveRule(batch_size=32, max_batch_size=256, ratio=2.0, duration=10, fraction=0.2)
-    script = [(1, 10.0, 32, 0.2), (2, 6.0, 32, 0.2), (3, 5.0, 64, 0.1), (4, 3.0, 64, 0.1),
-              (5, 2.5, 128, 0.05), (6, 1.0, 256, 0.0)]
-    for epoch, eigenvalue, batch, fraction in script:
-        assert rule.update(epoch, eigenvalue) == batch
+    script = [(10.0, 32, 0.2), (6.0, 32, 0.2), (5.0, 64, 0.1), (3.0, 64, 0.1), (2.5, 128, 0.05), (1.0, 256, 0.0)]
+    for eigenvalue, batch, fraction in script:
+        assert rule.update(eigenvalue) == batch
         assert rule.fraction == pytest.approx(fraction)
     assert rule.reference == 1.0 and not rule.adapting
+    with pytest.raises(ValueError, match="stopped adapting"):  # no estimates once at the cap
+        rule.update(0.1)
 
 
-def test_rule_doubles_after_duration_epochs_without_increase():
-    rule = AdaptiveRule(batch_size=16, max_batch_size=1024, ratio=3.0, duration=3)
-    batches = [rule.update(epoch, 10.0) for epoch in range(1, 9)]
-    assert batches == [16, 16, 16, 32, 32, 32, 64, 64]
-    assert rule.last_increase_epoch == 7
+def test_forced_doubling_keeps_the_reference_so_a_later_ratio_doubling_can_fire():
+    """The reference code moves the reference eigenvalue on ratio doublings only."""
+    rule = AdaptiveRule(batch_size=32, max_batch_size=1024, ratio=2.0, duration=3, fraction=0.2)
+    batches = [rule.update(value) for value in (10.0, 8.0, 7.0)]
+    assert batches == [32, 32, 64]  # forced after epoch 3: the reference epoch counts
+    assert rule.reference == 10.0 and rule.fraction == pytest.approx(0.1)
+    assert rule.update(5.5) == 64  # 5.5 > 10 / 2
+    # 4.9 <= 10 / 2 doubles; against the forced doubling's 7.0 (4.9 > 3.5) it would not
+    assert rule.update(4.9) == 128 and rule.reference == 4.9 and rule.counter == 0
+
+
+@pytest.mark.parametrize("duration", [1, 3, 10])
+def test_first_forced_doubling_comes_after_exactly_duration_epochs(duration):
+    rule = AdaptiveRule(batch_size=16, max_batch_size=2 ** 20, ratio=2.0, duration=duration)
+    sizes = [16] + [rule.update(1.0) for _ in range(3 * duration)]  # flat curvature: duration rule only
+    doubled_after = [epoch for epoch in range(1, len(sizes)) if sizes[epoch] > sizes[epoch - 1]]
+    assert doubled_after == [duration, 2 * duration, 3 * duration]  # the reference epoch 1 counts
+    assert rule.reference == 1.0
+
+
+@pytest.mark.parametrize("epochs, last_adversarial", [(1, 1), (6, 3), (7, 3), (90, 45), (91, 45)])
+def test_adversarial_samples_stop_after_epoch_epochs_over_two(epochs, last_adversarial):
+    assert reference_adversarial_stop(epochs) == last_adversarial
 
 
 class Scripted(EigenvalueController):
@@ -272,6 +292,68 @@ def test_eigen_sample_larger_than_the_training_set_fails_before_training(tmp_pat
 
 
 def test_new_fields_at_their_defaults_keep_old_cache_keys():
-    config = RunConfig(batch_size=64, batch_size_controller="none", eigen_samples=2048, growth_milestones=[])
+    config = RunConfig(batch_size=64, batch_size_controller="none", eigen_samples=128, growth_milestones=[])
     old_key = hashlib.sha256(json.dumps({"batch_size": 64}, sort_keys=True).encode()).hexdigest()[:16]
     assert config.key() == old_key
+
+
+def test_abs_and_absa_keys_carry_the_rule_revision_so_old_records_are_not_reused():
+    config = RunConfig(batch_size=16, batch_size_controller="abs", max_batch_size=64)
+    fields = {"batch_size": 16, "batch_size_controller": "abs", "max_batch_size": 64}
+    before = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+    revised = hashlib.sha256(json.dumps({**fields, "controller_revision": 2}, sort_keys=True).encode())
+    assert config.key() != before and config.key() == revised.hexdigest()[:16]
+
+
+@pytest.mark.parametrize("fraction, size, floor, rounded", [
+    (1 / 128, 128, 0, 1),  # at 1/size the reference makes none
+    (math.nextafter(1 / 128, 1.0), 128, 1, 1),  # just above: one
+    (math.nextafter(1 / 128, 0.0), 128, 0, 1),  # just below: none
+    (0.2, 128, 25, 26), (0.1, 128, 12, 13), (0.0125, 128, 1, 2), (0.00625, 128, 0, 1),
+    (math.nextafter(1 / 49, 1.0), 49, 1, 1),  # fraction * size rounds below 1: still one
+    (1.0, 16, 16, 16), (0.0, 16, 0, 0),
+])
+def test_reference_adversarial_count_is_the_floor_with_at_least_one_above_one_over_size(fraction, size, floor,
+                                                                                       rounded):
+    assert AdversarialTransform(fraction, 0.1, count="floor").adversarial_count(size) == floor
+    assert AdversarialTransform(fraction, 0.1).adversarial_count(size) == rounded
+
+
+def test_reference_fgsm_clips_to_the_attacked_samples_own_range():
+    model, (x, y) = mlp(), synthetic(16).tensors
+    transform = AdversarialTransform(0.25, eps=10.0, clip="own", count="floor")
+    out, _ = transform(model, x, y)
+    attacked = x[:4]
+    assert torch.equal(out[4:], x[4:]) and not torch.equal(out[:4], attacked)
+    assert out[:4].min() >= attacked.min() and out[:4].max() <= attacked.max()
+    assert set(out[:4].unique().tolist()) <= {attacked.min().item(), attacked.max().item()}  # eps >> range
+    flat = torch.full_like(x, 0.5)  # one value: clamped to [0.5, 0.5] the examples are the samples
+    assert torch.equal(transform(model, flat, y)[0], flat)
+    with pytest.raises(ValueError, match="count"):
+        AdversarialTransform(0.2, 0.1, count="nearest")
+    with pytest.raises(ValueError, match="clip"):
+        AdversarialTransform(0.2, 0.1, clip="data")
+
+
+def test_absa_runs_use_the_reference_count_and_clip_others_keep_theirs():
+    bundle = experiments.load_data(ABSA)
+    absa = experiments._input_transform(ABSA, bundle)
+    assert (absa.count, absa.clip) == ("floor", "own")
+    plain = experiments._input_transform(RunConfig(num_samples=400, adversarial_fraction=0.5,
+                                                   adversarial_eps=0.1), bundle)
+    assert (plain.count, plain.clip) == ("round", bundle.value_range)
+
+
+@pytest.mark.parametrize("epochs", [6, 7])
+def test_absa_in_the_loop_stops_adversarial_samples_after_epoch_epochs_over_two(epochs, monkeypatch):
+    data = synthetic()
+    config = RunConfig(batch_size=32, epochs=epochs, lr=0.05, lr_scaling="linear", base_batch_size=32,
+                       batch_size_controller="absa", max_batch_size=128, adaptive_duration=100,
+                       eigen_samples=64, adversarial_fraction=0.25, adversarial_eps=0.05)
+    transform = AdversarialTransform(0.25, 0.05, count="floor")
+    controller = build_controller(config, data, transform)
+    monkeypatch.setattr(controller, "estimate", lambda model, epoch, samples, stream=0: (1.0, 2))  # flat
+    outcome = fit(mlp(), data, None, config, callbacks=[controller], input_transform=transform,
+                  batch_size_schedule=controller, progress=False)
+    fractions = [row["adversarial_fraction"] for row in outcome.history]
+    assert fractions == [0.25] * 3 + [0.0] * (epochs - 3)  # epochs 1-3 of 6 and of 7, as the reference

@@ -213,6 +213,14 @@ def test_build_without_statistics_is_identity_normalization():
     torch.testing.assert_close(model[0](x), x)
 
 
+def test_normalize_false_ignores_the_statistics_raw_inputs_as_the_absa_reference():
+    model = build("c1", (3, 32, 32), 10, mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2), normalize=False)
+    x = torch.rand(2, 3, 32, 32)
+    torch.testing.assert_close(model[0](x), x)
+    with pytest.raises(ValueError, match="normalize"):
+        build("c1", (3, 32, 32), 10, normalize="no")
+
+
 def test_normalize_buffers_round_trip_through_state_dict():
     source = build("mnist1d_mlp", (1, 40), 10, mean=(0.7,), std=(1.9,))
     target = build("mnist1d_mlp", (1, 40), 10)

@@ -40,10 +40,12 @@ SHRINK: dict[str, dict] = {  # per chapter: sizes only, never the data set, netw
                         "epochs": 2, "milestones": [1.0], "seeds": [0, 1], "fit_start": 1},
     "04_adversarial": {"batch_sizes": [2, 8], "seeds": [0, 1], "epochs": 1, "attack_samples": 4, "pgd_steps": 2,
                        "curvature_points": 1, "curvature_activations": ["relu", "tanh"]},
-    "05_adaptive_batch": {"small_batch": 4, "max_batch_size": 8, "micro_batch_size": 2, "epochs": 2,
+    # three epochs and a duration of 2: the ABS run makes the two decisions the estimate study needs
+    "05_adaptive_batch": {"small_batch": 4, "max_batch_size": 8, "micro_batch_size": 2, "epochs": 3,
                           "milestones": [1.0], "growth_milestones": [1.0], "warmup_epochs": 0.5,
-                          "noise_micro_batch": 2, "adaptive_duration": 1, "eigen_samples": 4,
-                          "eigen_iterations": 2, "reference_eigen_samples": 2, "seeds": [0, 1],
+                          "noise_micro_batch": 2, "adaptive_duration": 2, "eigen_samples": 4,
+                          "eigen_iterations": 2, "agreement_samples": [4], "agreement_products": [2],
+                          "agreement_tight_tol": 0.01, "seeds": [0, 1],
                           "attack_samples": 4, "pgd_steps": 2, "hessian_tol": 0.1},
 }
 EXTRA = {  # networks and data sets of the papers that no chapter's paper profile trains

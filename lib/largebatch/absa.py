@@ -9,18 +9,18 @@ Batches larger than ``micro_batch_size`` are built by gradient accumulation, so
 BatchNorm sees micro-batch statistics (a ghost-batch effect, as in the reference
 code, where micro-batches hold 128 samples).
 
-* :class:`EigenvalueController` -- ABS and ABSA (Yao et al. 2018, arXiv 1810.01021;
-  reference code amirgholami/HessianFlow, described not copied). Before every epoch
-  after the first, while adapting, it estimates the top Hessian eigenvalue by power
-  iteration (:func:`largebatch.hessian.top_eigenvalues`, ``method="power"``, at most
-  ``eigen_iterations`` products, relative tolerance ``eigen_tol``; eval mode, so BN
-  uses running statistics) on a fresh random sample of ``eigen_samples`` training
-  samples. The first estimate is the reference; the batch doubles when the estimate
-  is at most reference / ``adaptive_ratio`` or after ``adaptive_duration`` epochs
-  without an increase, and the estimate at an increase is the new reference. With an
-  :class:`~largebatch.attacks.AdversarialTransform` (ABSA) the adversarial fraction
-  halves at every increase and drops to 0 at the maximum batch and from
-  ``adversarial_stop_epoch`` on. At the maximum batch adapting stops (no more estimates).
+* :class:`EigenvalueController` -- ABS and ABSA (Yao et al. 2018, arXiv 1810.01021),
+  with the decision rule of the reference code (:class:`AdaptiveRule`, which describes
+  it). After every epoch, while adapting, it estimates the top Hessian eigenvalue by
+  plain power iteration (:func:`largebatch.hessian.top_eigenvalues`, ``method="power"``,
+  ``which="LM"`` as the reference's loop, at most ``eigen_iterations`` products,
+  relative tolerance ``eigen_tol``; eval mode, so BN uses running statistics) on a fresh
+  random sample of ``eigen_samples`` training samples (the reference: one batch of 128
+  from a shuffled loader, at most 10 products, tolerance 1e-2 -- the defaults of
+  :class:`~largebatch.config.RunConfig`). With an
+  :class:`~largebatch.attacks.AdversarialTransform` (ABSA) it sets the adversarial
+  fraction of the rule, and 0 after epoch :func:`reference_adversarial_stop` (half of
+  training) unless ``adversarial_stop_epoch`` says otherwise.
 * :class:`BatchGrowthSchedule` -- Smith et al. 2017, "Don't decay the learning rate,
   increase the batch size": the batch is multiplied by ``growth_factor`` at the
   ``growth_milestones`` where a step schedule would divide the learning rate.
@@ -32,9 +32,9 @@ code, where micro-batches hold 128 samples).
 Cost convention (``TrainState.gradient_evaluations``, samples x passes): a training
 update costs its batch size; an FGSM example one more evaluation (PGD: steps x
 restarts); a Hessian-vector product two evaluations on its samples, and building the
-gradient graph of the eigenvalue sample one more. Accuracy evaluations and the
-diagnostic eigenvalue (``eigen_diagnostic_samples``) are measurements, not training
-cost, and are not counted.
+gradient graph of the eigenvalue sample one more (:func:`estimate_cost`). Accuracy
+evaluations and the diagnostic eigenvalue (``eigen_diagnostic_samples``) are
+measurements, not training cost, and are not counted.
 """
 
 from __future__ import annotations
@@ -55,35 +55,101 @@ from largebatch.config import ConfigError, RunConfig
 HVP_GRADIENT_EVALUATIONS = 2  # one Hessian-vector product costs about two gradients
 
 __all__ = ["AdaptiveRule", "EigenvalueController", "BatchGrowthSchedule", "NoiseScaleEstimate",
-           "NoiseScaleController", "build_controller", "HVP_GRADIENT_EVALUATIONS"]
+           "NoiseScaleController", "build_controller", "estimate_cost", "reference_adversarial_stop",
+           "HVP_GRADIENT_EVALUATIONS"]
+
+
+def estimate_cost(samples: int, products: int) -> int:
+    """Gradient evaluations of one eigenvalue estimate: the graph, then two per product."""
+    return samples * (1 + HVP_GRADIENT_EVALUATIONS * products)
+
+
+def reference_adversarial_stop(epochs: int) -> int:
+    """The epoch after which the reference stops adversarial training: ``epochs // 2``.
+
+    The reference sets the ratio to 0 at the end of every epoch ``e >= epochs // 2``
+    (1-based), so epochs ``1 .. epochs // 2`` have adversarial samples: epochs 1-45 of 90,
+    1-3 of 7. The test follows epoch 1, so a 1-epoch run is adversarial throughout (1).
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    return max(1, epochs // 2)
 
 
 @dataclass
 class AdaptiveRule:
-    """The ABS/ABSA decision rule on a sequence of eigenvalue estimates (no model needed)."""
+    """The ABS/ABSA decision rule of the reference code, on a sequence of eigenvalue estimates.
+
+    Read from amirgholami/HessianFlow at commit 644fc8a (``hessianflow/optimizer/absa.py``,
+    function ``absa``, lines 103-205; ``hessianflow/eigen.py`` lines 9-45;
+    ``hessianflow/optimizer/optm_utils.py`` lines 30-56; the settings of ``train.py`` and the
+    README), described here and re-implemented, not copied. After every epoch, while the
+    batch is below its cap, the reference estimates the top eigenvalue and then, in order:
+
+    1. *Counter.* An epoch counter goes up by one. It starts at 0, so the estimate after
+       epoch 1 -- which becomes the reference eigenvalue -- already counts 1.
+    2. *Ratio rule.* From the second estimate on: if the estimate is at most
+       ``reference / ratio`` (2 there), the batch doubles, this estimate becomes the new
+       reference and the counter goes back to 0. Nothing else moves the reference.
+    3. *Duration rule.* If the counter has reached ``duration`` (10 there), the batch
+       doubles and the counter goes back to 0, but the reference stays the old estimate.
+       So the first forced doubling comes after epoch ``duration`` (counting the reference
+       epoch), later ones ``duration`` epochs after the last doubling, and a ratio
+       doubling afterwards is judged against the kept, older reference.
+    4. *Every doubling* multiplies the learning rate by the batch's growth (linear
+       scaling, no warmup: ``lr_scaling="linear"``, ``increase_warmup_epochs=0`` here)
+       and halves the adversarial fraction. At the cap (128 x 128 there) the batch stops
+       there, the fraction becomes 0 and no more estimates are made.
+
+    Outside this rule, in :class:`EigenvalueController` and the transform: the reference
+    sets the fraction to 0 after epoch ``epochs // 2`` (:func:`reference_adversarial_stop`);
+    each micro-batch (128 samples there) has its first ``int(fraction x size)`` samples
+    replaced by one-step FGSM examples (at least one while ``fraction > 1 / size``, none
+    otherwise), made in eval mode with radius eps (0.005 on [0, 1] CIFAR-10 pixels) and
+    clipped to the attacked samples' own minimum and maximum (see
+    :class:`~largebatch.attacks.AdversarialTransform`, ``count="floor"``, ``clip="own"``).
+    The estimate (``hessianflow/eigen.py``, ``get_eigen``): eval mode, one gradient graph
+    on a 128-sample batch of a shuffled training loader, a Gaussian start vector, at most
+    10 Hessian-vector products, stopping when the Rayleigh quotient changes by less than
+    1e-2 relative. The learning rate is divided by 5 after the milestone epochs.
+
+    Kept differences of the book's loop: each epoch is a fresh permutation cut into whole
+    batches (the reference's accumulation counter runs on across epoch boundaries and a
+    doubling can land inside an accumulation), and the eigenvalue sample is drawn from
+    the training tensors rather than from a second loader.
+    """
 
     batch_size: int
     max_batch_size: int
     ratio: float = 2.0
     duration: int = 10
     fraction: float = 0.0  # adversarial fraction now (ABSA; 0 for ABS)
-    reference: float | None = None
-    last_increase_epoch: int = 0
+    reference: float | None = None  # the eigenvalue the ratio rule compares with
+    counter: int = 0  # epochs counted since the last doubling (the reference epoch counts)
 
     @property
     def adapting(self) -> bool:
         return self.batch_size < self.max_batch_size
 
-    def update(self, epoch: int, eigenvalue: float) -> int:
-        """Take the estimate made after ``epoch`` epochs; returns the next epoch's batch size."""
+    def update(self, eigenvalue: float) -> int:
+        """Take the estimate made after an epoch; returns the next epoch's batch size."""
+        if not self.adapting:
+            raise ValueError(f"the rule stopped adapting at the maximum batch {self.max_batch_size}; "
+                             "no more estimates are taken")
+        self.counter += 1
         if self.reference is None:
-            self.reference, self.last_increase_epoch = eigenvalue, epoch
-        elif (eigenvalue <= self.reference / self.ratio
-              or epoch - self.last_increase_epoch >= self.duration):
-            self.batch_size = min(2 * self.batch_size, self.max_batch_size)
-            self.reference, self.last_increase_epoch = eigenvalue, epoch
-            self.fraction = self.fraction / 2 if self.adapting else 0.0
+            self.reference = eigenvalue
+        elif eigenvalue <= self.reference / self.ratio:
+            self.reference = eigenvalue
+            self._double()
+        if self.counter >= self.duration:
+            self._double()
         return self.batch_size
+
+    def _double(self) -> None:
+        self.batch_size = min(2 * self.batch_size, self.max_batch_size)
+        self.fraction = self.fraction / 2 if self.adapting else 0.0
+        self.counter = 0
 
 
 class EigenvalueController(Callback):
@@ -94,8 +160,8 @@ class EigenvalueController(Callback):
     adversarial fraction used (``adversarial_fraction``).
     """
 
-    def __init__(self, train_data: TensorDataset, rule: AdaptiveRule, *, eigen_samples: int = 2048,
-                 eigen_iterations: int = 20, eigen_tol: float = 1e-2, seed: int = 0,
+    def __init__(self, train_data: TensorDataset, rule: AdaptiveRule, *, eigen_samples: int = 128,
+                 eigen_iterations: int = 10, eigen_tol: float = 1e-2, seed: int = 0,
                  transform: AdversarialTransform | None = None,
                  adversarial_stop_epoch: float = math.inf, diagnostic_samples: int = 0) -> None:
         if not 1 <= eigen_samples <= len(train_data):
@@ -126,7 +192,7 @@ class EigenvalueController(Callback):
         inputs, targets = self._sample(samples, epoch, stream)
         start, stop = distributed.shard_range(len(targets))
         shard = (inputs[start:stop].to(device), targets[start:stop].to(device))
-        result = hessian.top_eigenvalues(model, shard, k=1, method="power", tol=self.eigen_tol,
+        result = hessian.top_eigenvalues(model, shard, k=1, method="power", which="LM", tol=self.eigen_tol,
                                          max_iter=self.eigen_iterations, seed=self.seed + epoch,
                                          sharded=distributed.is_distributed())
         return result.eigenvalues[0], result.num_matvecs
@@ -137,12 +203,12 @@ class EigenvalueController(Callback):
             # rank 0's estimate decides on every rank (batch, fraction and rule state stay in step)
             value, products = distributed.broadcast_object(
                 self.estimate(state.model, state.epoch, self.eigen_samples))
-            self._pending_evaluations += self.eigen_samples * (1 + HVP_GRADIENT_EVALUATIONS * products)
+            self._pending_evaluations += estimate_cost(self.eigen_samples, products)
             self.last = {"eigenvalue": value, "eigen_samples": self.eigen_samples}
             if self.diagnostic_samples:
                 self.last["eigenvalue_diagnostic"] = self.estimate(state.model, state.epoch,
                                                                    self.diagnostic_samples, stream=1)[0]
-            self.rule.update(state.epoch, value)
+            self.rule.update(value)
         if self.transform is not None:
             stopped = state.epoch >= self.adversarial_stop_epoch
             self.transform.fraction = 0.0 if stopped else self.rule.fraction
@@ -293,10 +359,12 @@ def build_controller(config: RunConfig, train_data: TensorDataset,
     if name == "noise_scale":
         return NoiseScaleController(config.batch_size, config.max_batch_size)
     stop = config.adversarial_stop_epoch
+    if stop is None:
+        stop = reference_adversarial_stop(math.ceil(config.total_epochs - 1e-9))
     rule = AdaptiveRule(config.batch_size, config.max_batch_size, config.adaptive_ratio,
                         config.adaptive_duration, fraction=config.adversarial_fraction)
     return EigenvalueController(
         train_data, rule, eigen_samples=config.eigen_samples, eigen_iterations=config.eigen_iterations,
         eigen_tol=config.eigen_tol, seed=config.seed, transform=transform if name == "absa" else None,
-        adversarial_stop_epoch=config.total_epochs / 2 if stop is None else stop,
+        adversarial_stop_epoch=stop,
         diagnostic_samples=config.eigen_diagnostic_samples)

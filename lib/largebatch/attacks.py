@@ -42,6 +42,7 @@ LossFn = Callable[..., Tensor]
 Clip = Union[tuple[float, float], None]
 
 NORMS = ("inf", "2")
+COUNT_RULES = ("round", "floor")
 ATTACKS = ("fgsm", "pgd")
 
 
@@ -353,10 +354,17 @@ class AdversarialTransform:
     """Training-loop input transform that makes part of each micro-batch adversarial.
 
     Called as ``transform(model, inputs, targets) -> (inputs', targets)``: the
-    first ``round(fraction * n)`` samples are replaced by adversarial examples
+    first ``count`` of the ``n`` samples are replaced by adversarial examples
     (FGSM by default: one L-inf step of size ``eps``, as in the ABSA paper;
     ``method="pgd"`` uses :func:`pgd`), generated in eval mode. The model's
     modes are restored afterwards and parameter ``.grad`` is left untouched.
+
+    * ``count="round"`` (default): ``round(fraction * n)``; ``count="floor"``: the ABSA
+      reference code's ``int(fraction * n)``, at least 1 while ``fraction > 1 / n`` and 0
+      otherwise (25 of 128 at 0.2, 1 at 0.0125, none at 1/128).
+    * ``clip``: a value range ``(low, high)``, ``None`` (unbounded), or ``"own"``: the
+      minimum and maximum of the attacked samples themselves, as the reference code
+      clips (on [0, 1] images that is [0, 1] in practice).
     ``fraction`` and ``eps`` may be changed between calls (the ABSA controller
     halves ``fraction``). ``attack_kwargs`` go to the attack (``loss_fn``, and
     for PGD ``norm``, ``steps``, ``step_size``, ...).
@@ -371,12 +379,19 @@ class AdversarialTransform:
         fraction: float,
         eps: float,
         method: str = "fgsm",
-        clip: Clip = None,
+        clip: Clip | str = None,
+        count: str = "round",
         **attack_kwargs,
     ) -> None:
         self._attack = _attack_function(method, attack_kwargs, "method")
-        _check_clip(clip)
-        self.method = method
+        if count not in COUNT_RULES:
+            raise ValueError(f"count must be one of {COUNT_RULES}, got {count!r}")
+        if isinstance(clip, str):
+            if clip != "own":
+                raise ValueError(f"clip must be (low, high), None or 'own', got {clip!r}")
+        else:
+            _check_clip(clip)
+        self.method, self.count = method, count
         self.clip = clip
         self.attack_kwargs = attack_kwargs
         self.fraction = fraction
@@ -408,14 +423,26 @@ class AdversarialTransform:
     def __call__(
         self, model: nn.Module, inputs: Tensor, targets: Tensor
     ) -> tuple[Tensor, Tensor]:
-        count = round(self.fraction * len(inputs))
+        count = self.adversarial_count(len(inputs))
         if count == 0 or self.eps == 0:
             return inputs, targets
+        attacked = inputs[:count]
+        clip = self.clip
+        if clip == "own":
+            clip = (float(attacked.min()), float(attacked.max()))
+            if clip[0] == clip[1]:  # clamped to one value, the reference's examples are the samples
+                return inputs, targets
         adversarial = self._attack(
-            model, inputs[:count], targets[:count], self.eps, clip=self.clip, **self.attack_kwargs
+            model, attacked, targets[:count], self.eps, clip=clip, **self.attack_kwargs
         )
         self._pending_evaluations += count * self.passes_per_sample
         return torch.cat([adversarial, inputs[count:].detach()]), targets
+
+    def adversarial_count(self, size: int) -> int:
+        """How many of ``size`` samples are replaced, by the ``count`` rule."""
+        if self.count == "round":
+            return round(self.fraction * size)
+        return max(int(self.fraction * size), 1) if self.fraction > 1 / size else 0
 
     def take_gradient_evaluations(self) -> int:
         """Gradient evaluations spent on attacks since the last call (then reset to 0)."""
@@ -425,5 +452,5 @@ class AdversarialTransform:
     def __repr__(self) -> str:
         return (
             f"AdversarialTransform(fraction={self.fraction}, eps={self.eps}, "
-            f"method={self.method!r}, clip={self.clip})"
+            f"method={self.method!r}, clip={self.clip!r}, count={self.count!r})"
         )

@@ -154,7 +154,9 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in [
           "Counting the gradient evaluations spent on Hessian-vector products and adversarial "
           "examples, ABSA beats cheaper ways to grow the batch (a fixed growth schedule, a "
           "gradient-noise-scale controller).",
-          "test accuracy and gradient evaluations of ABSA against each cheaper controller",
+          "test accuracy and gradient evaluations of ABSA, at its cheapest eigenvalue estimate that "
+          "makes the whole-training-set estimate's doubling decision >= 90% of the time, against "
+          "each cheaper controller",
           "against each: accuracy not lower by 1 point or more beyond 2 Welch standard errors, "
           "and fewer gradient evaluations (partly: some of the four parts)",
           "05_adaptive_batch", "fig-d1",

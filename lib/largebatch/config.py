@@ -3,7 +3,9 @@
 A :class:`RunConfig` names the data, the model and every training choice. It is
 checked on construction (types and values, before any compute) and hashed into
 the cache key of its result. Fields left at their default value are not part of
-the key, so adding a new field with a neutral default keeps old results valid.
+the key, so adding a new field with a neutral default keeps old results valid. A
+controller whose behaviour changed has a revision in :data:`CONTROLLER_REVISIONS`
+that enters the keys of its runs, so a cache never returns a record of its old behaviour.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ SCHEDULES = ("constant", "step", "multistep", "cosine")
 LR_SCALING_RULES = ("none", "linear", "sqrt")
 ADVERSARIAL_METHODS = ("fgsm", "pgd")
 BATCH_SIZE_CONTROLLERS = ("none", "growth", "noise_scale", "abs", "absa")
+# Revision 2 of abs/absa: the reference code's rule and estimate defaults (largebatch.absa.AdaptiveRule)
+CONTROLLER_REVISIONS = {"abs": 2, "absa": 2}
 
 
 @dataclass(frozen=True)
@@ -70,11 +74,11 @@ class RunConfig:
     max_batch_size: int | None = None  # cap of the controller (required unless "none")
     adaptive_ratio: float = 2.0  # abs/absa: double when eigenvalue <= reference / ratio
     adaptive_duration: int = 10  # abs/absa: or after this many epochs without an increase
-    eigen_samples: int = 2048  # abs/absa: fresh training samples per eigenvalue estimate
-    eigen_iterations: int = 20  # abs/absa: power-iteration products at most
+    eigen_samples: int = 128  # abs/absa: fresh training samples per eigenvalue estimate (the reference's)
+    eigen_iterations: int = 10  # abs/absa: power-iteration products at most (the reference's)
     eigen_tol: float = 1e-2  # abs/absa: relative change that stops the power iteration
     eigen_diagnostic_samples: int = 0  # abs/absa: also record (unused) an estimate on this many
-    adversarial_stop_epoch: float | None = None  # absa: no adversarial samples from here; None: half
+    adversarial_stop_epoch: float | None = None  # absa: none after this epoch; None: epochs // 2 (reference)
     increase_warmup_epochs: float = 0.0  # lr moves to the new batch's value over this many epochs
     growth_milestones: tuple[float, ...] = ()  # growth: epochs at which the batch is multiplied
     growth_factor: int = 2  # growth: batch multiplier at each milestone
@@ -113,9 +117,12 @@ class RunConfig:
         return cls(**data)
 
     def key(self) -> str:
-        """Cache key: a hash of the fields that differ from their defaults."""
+        """Cache key: a hash of the fields that differ from their defaults (and the
+        controller's revision, if it has one)."""
         defaults = RunConfig().to_dict()
         changed = {k: v for k, v in self.to_dict().items() if v != defaults[k]}
+        if self.batch_size_controller in CONTROLLER_REVISIONS:
+            changed["controller_revision"] = CONTROLLER_REVISIONS[self.batch_size_controller]
         text = json.dumps(changed, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -251,7 +258,7 @@ def _check_controller(c: RunConfig) -> None:
     _require(c.eigen_diagnostic_samples >= 0, "eigen_diagnostic_samples", "must be >= 0",
              c.eigen_diagnostic_samples)
     _require(c.adversarial_stop_epoch is None or c.adversarial_stop_epoch >= 0, "adversarial_stop_epoch",
-             "must be >= 0 or None (half of training)", c.adversarial_stop_epoch)
+             "must be >= 0 or None (epochs // 2)", c.adversarial_stop_epoch)
     _require(c.increase_warmup_epochs >= 0, "increase_warmup_epochs", "must be >= 0",
              c.increase_warmup_epochs)
     _require(c.growth_factor >= 2, "growth_factor", "must be an integer >= 2", c.growth_factor)

@@ -133,6 +133,9 @@ def _input_transform(config: RunConfig, bundle: data.DataBundle):
         return None
     from largebatch.attacks import AdversarialTransform
 
+    if config.batch_size_controller == "absa":  # as the reference code (see largebatch.absa.AdaptiveRule)
+        return AdversarialTransform(fraction=config.adversarial_fraction, eps=config.adversarial_eps,
+                                    method=config.adversarial_method, clip="own", count="floor")
     return AdversarialTransform(fraction=config.adversarial_fraction, eps=config.adversarial_eps,
                                 method=config.adversarial_method, clip=bundle.value_range)
 

@@ -183,12 +183,18 @@ MODELS: dict[str, Callable[..., list[nn.Module]]] = {
 
 def build(name: str, input_shape: Sequence[int], num_classes: int,
           mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-          **options) -> nn.Sequential:
+          normalize: bool = True, **options) -> nn.Sequential:
     """Build the network ``name``: a Sequential of ``Normalize`` then the layers.
 
-    ``mean``/``std`` are per-channel input statistics (identity if omitted);
-    ``options`` are the network's own keyword arguments (e.g. ``width``, ``batch_norm``).
+    ``mean``/``std`` are per-channel input statistics (identity if omitted, or if
+    ``normalize`` is False: the network sees raw inputs, as the ABSA reference code's
+    CIFAR-10 models do); ``options`` are the network's own keyword arguments (e.g.
+    ``width``, ``batch_norm``).
     """
+    if not isinstance(normalize, bool):
+        raise ValueError(f"normalize must be True or False, got {normalize!r}")
+    if not normalize:
+        mean = std = None
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(MODELS)}")
     if num_classes < 2:
