@@ -134,7 +134,8 @@ def _train_longer_tables() -> train_longer.Tables:
                           "train_accuracy": 0.9, "train_loss": 0.3, "steps": 100, "hessian_top_eigenvalue": 5.0}
                          for i, (label, offset) in enumerate(offsets.items()) for seed in design.seeds])
     ratio_runs = pd.DataFrame([{"lr rule": rule, "batch_size": b, "seed": seed, "key": f"{rule}-{b}-{seed}",
-                                "status": "completed", "lr_over_batch": (0.1 if rule == "fixed lr" else 0.1 * b / 16) / b,
+                                "status": "completed",
+                                "lr_over_batch": (0.1 if rule == "fixed lr" else 0.1 * b / 16) / b,
                                 "hessian_top_eigenvalue": float(b if rule == "fixed lr" else 16)
                                 + _rng(seed + b).normal(0, 1), "test_accuracy": 0.8}
                                for rule in train_longer.RATIO_RULES for b in design.batch_sizes

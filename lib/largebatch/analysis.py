@@ -45,9 +45,9 @@ MIN_SEEDS = 3  # a verdict resting on fewer seeds is recorded as inconclusive
 OUTCOMES = ("reproduced", "partly reproduced", NOT_REPRODUCED, "inconclusive")
 
 __all__ = [
-    "FRAGILE", "MIN_SEEDS", "NOT_APPLICABLE", "NOT_REPRODUCED", "OUTCOMES", "OUTCOME_COLOURS", "OUTCOME_MARKS", "PAIRED",
-    "STABILITY_RULE", "STABLE", "UNTESTED", "WELCH", "Correlation", "Difference", "LogLawFit", "Omission",
-    "PowerLawFit", "Stability", "Verdict", "batch_size_effect", "batch_size_sweep", "by_seed",
+    "FRAGILE", "MIN_SEEDS", "NOT_APPLICABLE", "NOT_REPRODUCED", "OUTCOMES", "OUTCOME_COLOURS", "OUTCOME_MARKS",
+    "PAIRED", "STABILITY_RULE", "STABLE", "UNTESTED", "WELCH", "Correlation", "Difference", "LogLawFit",
+    "Omission", "PowerLawFit", "Stability", "Verdict", "batch_size_effect", "batch_size_sweep", "by_seed",
     "closure_verdict", "combine_verdicts", "compare", "constant_verdict", "correlation_verdict",
     "difference", "difference_of_differences", "difference_verdict", "distance_curve",
     "fit_log_law", "fit_power_law", "improvement_verdict", "leave_one_out", "margin_verdict", "measure",
