@@ -226,3 +226,21 @@ def test_adversarial_restriction_reaches_every_verdict_but_a3(tmp_path, monkeypa
     assert len(a3) == 4 and all(r["stability"]["status"] == analysis.NOT_APPLICABLE for r in a3)
     assert all("one run per network" in r["stability"]["note"] and not r["stability"]["omissions"] for r in a3)
     _one_omission_per_seed([r for r in rows if r["claim"] != "A3"])
+
+
+# ------------------------------------------------------------------ on tiny real runs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chapter, study", [(sharp_minima.CHAPTER, sharp_minima), (train_longer.CHAPTER, train_longer),
+                                            (adversarial.CHAPTER, adversarial)])
+def test_four_seeds_of_tiny_runs_give_one_omission_per_seed(chapter, study, tmp_path, monkeypatch):
+    """The tables of real (tiny) runs restrict: all seeds give the verdicts as they are, and the
+    verdict file holds an omission per seed for every verdict (A3: not applicable)."""
+    monkeypatch.setenv("LARGEBATCH_CACHE_DIR", str(tmp_path / "cache"))
+    seeds = [0, 1, 2, 3]
+    tables = study.tables(study.design(namespace(chapter, seeds=seeds)))
+    assert study.verdicts(study.restrict(tables, seeds)) == study.verdicts(tables)
+    rows = _recorded(chapter, tables, study, tmp_path / "verdicts", monkeypatch)
+    assert all(r["stability"]["status"] == analysis.NOT_APPLICABLE for r in rows if r["claim"] == "A3")
+    _one_omission_per_seed([r for r in rows if r["claim"] != "A3"], seeds)
