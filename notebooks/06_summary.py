@@ -60,7 +60,8 @@ HTML(summary.papers_html(rows))
 # seed noise) or – *not run*. Under it, its stability: *stable* if leaving out any one seed
 # and deciding again gives the same verdict, *fragile* (naming the seed) if not,
 # *untested* where it was not decided again (too few seeds to leave one out, or a chapter
-# that passed its verdicts as values). The key number carries one standard
+# that passed its verdicts as values), *not applicable* where the verdict does not rest on
+# the seed list (one run per network, as A3's input curvature). The key number carries one standard
 # error over seeds; the link leads to the claim's figure.
 
 # %% tags=["remove-input", "full-width"]

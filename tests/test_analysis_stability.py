@@ -105,6 +105,39 @@ def test_with_min_seeds_or_fewer_no_omission_is_tried():
     assert "fewer than the 3 a verdict needs" in verdict.stability.note
 
 
+def test_a_seed_independent_verdict_is_not_applicable_not_stable(tmp_path):
+    calls = []
+
+    def decide(seeds):
+        calls.append(list(seeds))
+        on_one_run = analysis.Verdict("A3", "reproduced", "c", "share 1", setting="x")
+        return [analysis.seed_independent(on_one_run, "one run per network (seed 0)"),
+                analysis.seed_independent(replace(on_one_run, setting=""), "one run per network (seed 0)")]
+
+    part, overall = analysis.leave_one_out(decide, SEEDS)
+    assert len(calls) == 1 + len(SEEDS)  # still recomputed under every omission
+    assert part.stability.status == analysis.NOT_APPLICABLE == part.stability.label
+    assert part.stability.note == "one run per network (seed 0)" and part.stability.omissions == ()
+    (few,) = {v.stability for v in analysis.leave_one_out(decide, [0, 1, 2])}
+    assert few.status == analysis.NOT_APPLICABLE  # not "untested": there is nothing to test
+    analysis.record_verdicts("04_adversarial", decide, SEEDS, tmp_path)
+    (row, _) = json.loads((tmp_path / "04_adversarial.verdicts.json").read_text())["verdicts"]
+    assert row["stability"]["status"] == "not applicable" and "one run per network" in row["stability"]["note"]
+    assert analysis.Verdict.from_row(row) == part
+    assert "not applicable" in analysis.STABILITY_RULE
+    with pytest.raises(ValueError, match="say why"):
+        analysis.seed_independent(part, "")
+
+
+def test_a_verdict_marked_seed_independent_that_an_omission_changes_is_fragile():
+    def decide(seeds):
+        outcome = "reproduced" if 4 in seeds else analysis.NOT_REPRODUCED
+        return [analysis.seed_independent(analysis.Verdict("A3", outcome, "c", "e"), "wrongly claimed")]
+
+    (verdict,) = analysis.leave_one_out(decide, SEEDS)
+    assert verdict.stability.status == analysis.FRAGILE and verdict.stability.changed_by == (4,)
+
+
 def test_duplicate_seeds_and_duplicate_verdicts_are_errors():
     with pytest.raises(ValueError, match="seeds must be distinct .*: 1 repeated"):
         analysis.leave_one_out(lambda seeds: [], [0, 1, 1, 2, 3])

@@ -45,14 +45,15 @@ MIN_SEEDS = 3  # a verdict resting on fewer seeds is recorded as inconclusive
 OUTCOMES = ("reproduced", "partly reproduced", NOT_REPRODUCED, "inconclusive")
 
 __all__ = [
-    "FRAGILE", "MIN_SEEDS", "NOT_REPRODUCED", "OUTCOMES", "OUTCOME_COLOURS", "OUTCOME_MARKS", "PAIRED",
-    "STABILITY_RULE", "STABLE", "UNTESTED", "WELCH", "Correlation", "Difference", "LogLawFit", "Omission",
-    "PowerLawFit", "Stability", "Verdict", "batch_size_effect", "batch_size_sweep", "by_seed",
+    "FRAGILE", "MIN_SEEDS", "NOT_APPLICABLE", "NOT_REPRODUCED", "OUTCOMES", "OUTCOME_COLOURS", "OUTCOME_MARKS",
+    "PAIRED", "STABILITY_RULE", "STABLE", "UNTESTED", "WELCH", "Correlation", "Difference", "LogLawFit",
+    "Omission", "PowerLawFit", "Stability", "Verdict", "batch_size_effect", "batch_size_sweep", "by_seed",
     "closure_verdict", "combine_verdicts", "compare", "constant_verdict", "correlation_verdict",
     "difference", "difference_of_differences", "difference_verdict", "distance_curve",
     "fit_log_law", "fit_power_law", "improvement_verdict", "leave_one_out", "margin_verdict", "measure",
     "outcome_label", "outcome_style", "paired_difference", "ratio_verdict", "record_verdicts",
-    "records_frame", "seed_summary", "select", "spearman", "spread_of_means", "verdict_table",
+    "records_frame", "seed_independent", "seed_summary", "select", "spearman", "spread_of_means",
+    "verdict_table",
 ]
 
 
@@ -404,8 +405,8 @@ def difference_of_differences(a1: Sequence[float], b1: Sequence[float], a2: Sequ
 # ------------------------------------------------------------------ verdicts
 
 
-STABLE, FRAGILE, UNTESTED = "stable", "fragile", "untested"
-STABILITIES = (STABLE, FRAGILE, UNTESTED)
+STABLE, FRAGILE, UNTESTED, NOT_APPLICABLE = "stable", "fragile", "untested", "not applicable"
+STABILITIES = (STABLE, FRAGILE, UNTESTED, NOT_APPLICABLE)
 
 
 @dataclass(frozen=True)
@@ -425,7 +426,9 @@ class Stability:
 
     ``status`` is :data:`STABLE` (no omission changes the outcome), :data:`FRAGILE`
     (``changed_by`` names the seeds whose omission changed it; ``omissions`` says to
-    what) or :data:`UNTESTED` (``note`` says why).
+    what), :data:`UNTESTED` (``note`` says why) or :data:`NOT_APPLICABLE` (the verdict
+    does not rest on the seed list, e.g. on one run per network: no omission can change
+    it, ``note`` says why; see :func:`seed_independent`).
     """
 
     status: str
@@ -439,7 +442,7 @@ class Stability:
 
     @property
     def label(self) -> str:
-        """``stable``, ``untested`` or e.g. ``fragile (without seed 3)``."""
+        """``stable``, ``untested``, ``not applicable`` or e.g. ``fragile (without seed 3)``."""
         if self.status != FRAGILE:
             return self.status
         seeds = ", ".join(str(s) for s in self.changed_by)
@@ -703,6 +706,23 @@ def combine_verdicts(claim: str, verdicts: Sequence[Verdict]) -> Verdict:
 # ------------------------------------------------------------------ stability
 
 
+def seed_independent(verdict: Verdict, reason: str) -> Verdict:
+    """``verdict`` marked as not resting on the seed list (stability :data:`NOT_APPLICABLE`).
+
+    For a verdict computed on runs that leaving a seed out does not touch (one run per
+    network, the first seed's solutions): "stable" would claim a test that was not made.
+    ``reason`` says what the verdict rests on. :func:`leave_one_out` still recomputes it
+    under every omission and marks it :data:`FRAGILE` should one change it after all.
+    """
+    if not reason:
+        raise ValueError("say why the verdict does not depend on the seeds")
+    return replace(verdict, stability=Stability(NOT_APPLICABLE, note=reason))
+
+
+def _independent(verdict: Verdict) -> bool:
+    return verdict.stability.status == NOT_APPLICABLE
+
+
 def _by_key(verdicts: Sequence[Verdict]) -> dict[tuple[str, str], Verdict]:
     keyed: dict[tuple[str, str], Verdict] = {}
     for verdict in verdicts:
@@ -736,18 +756,26 @@ def leave_one_out(decide: Callable[[list[int]], Sequence[Verdict]], seeds: Seque
     value in an arm of a difference, fewer pairs than a correlation needs) gives that
     comparison's ``inconclusive`` (its evidence says why) and counts as a change: the
     verdict cannot stand without that seed.
+
+    A verdict that ``decide`` marks :func:`seed_independent` keeps its
+    :data:`NOT_APPLICABLE` stability and note (also with few seeds), unless an omission
+    changes its outcome: then it is :data:`FRAGILE` like any other.
     """
     seeds = check_seeds("seeds", [int(s) for s in seeds])
     verdicts = _by_key(decide(seeds))
     if len(seeds) <= MIN_SEEDS:
         note = (f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}: leaving one out would leave fewer "
                 f"than the {MIN_SEEDS} a verdict needs")
-        return [replace(v, stability=Stability(UNTESTED, note=note)) for v in verdicts.values()]
+        return [v if _independent(v) else replace(v, stability=Stability(UNTESTED, note=note))
+                for v in verdicts.values()]
     without = {seed: _by_key(decide([s for s in seeds if s != seed])) for seed in seeds}
     stable = []
     for key, verdict in verdicts.items():
         omissions = tuple(_omission(seed, without[seed].get(key)) for seed in seeds)
         changed = tuple(o.seed for o in omissions if o.outcome != verdict.outcome)
+        if _independent(verdict) and not changed:
+            stable.append(verdict)
+            continue
         stability = Stability(FRAGILE if changed else STABLE, omissions, changed)
         stable.append(replace(verdict, stability=stability))
     return stable
@@ -757,7 +785,8 @@ STABILITY_RULE = (f"each verdict recomputed with every seed left out in turn (sa
                   f"any omission changes its outcome; an omission that leaves a comparison below its own "
                   f"minimum (e.g. one value in an arm) makes it inconclusive, which counts as a change; "
                   f"untested with {MIN_SEEDS} seeds or fewer (an omission would leave fewer than a verdict "
-                  f"needs)")
+                  f"needs); not applicable to a verdict that does not rest on the seed list (its note says "
+                  f"what it rests on)")
 
 
 # ------------------------------------------------------------------ verdict files and tables

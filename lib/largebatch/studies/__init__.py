@@ -20,9 +20,14 @@ lives here, in a module named after the chapter (``sharp_minima``, ``train_longe
 one function per figure, one per shown table
     ``*_figure(tables)`` draws a figure and saves it under its fixed name;
     ``*_table(tables)`` returns a table as the book shows it.
-``verdicts(tables)`` and ``record_verdicts(tables)``
-    the claims' verdicts by the criteria the chapter states, and the chapter's verdict
-    file written (the verdicts shown as a table).
+``verdicts(tables)``, ``restrict(tables, seeds)`` and ``record_verdicts(tables)``
+    the claims' verdicts by the criteria the chapter states; the tables as if only
+    ``seeds`` had been run (:func:`~largebatch.studies.common.restrict_to_seeds`: frames
+    with a ``seed`` column filtered, seed statistics and fits recomputed from the kept
+    runs, every other field named with the reason it does not depend on the seeds); and
+    the chapter's verdict file written from ``lambda kept: verdicts(restrict(tables,
+    kept))``, so that each verdict carries its leave-one-seed-out stability (a verdict
+    on one run per network is marked :func:`~largebatch.analysis.seed_independent`).
 ``prose(tables)``
     the numbers the chapter's text quotes, glued by name.
 

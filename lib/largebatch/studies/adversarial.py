@@ -49,16 +49,16 @@ from largebatch.input_curvature import (
     loss_along_direction,
     same_linear_region,
 )
-from largebatch.studies.common import (LabelledRun, design_table, network_name, parameters, unique_configs,
-                                       use_threads)
+from largebatch.studies.common import (LabelledRun, design_table, network_name, parameters, restrict_to_seeds,
+                                       unique_configs, use_threads)
 from largebatch.train import lr_scale
 from largebatch.user_input import check_seeds
 
 __all__ = [
     "CHAPTER", "ROUNDOFF_FACTOR", "Design", "Tables", "area_under_curve", "check_epsilons", "check_study",
     "convexity_table", "design", "gradient_line", "input_curvature_table", "input_scale", "per_run", "prose",
-    "record_verdicts", "robust_curve", "robustness_table", "saddle_free_verdict", "scaling_grid", "tables",
-    "verdicts",
+    "record_verdicts", "restrict", "robust_curve", "robustness_table", "saddle_free_verdict", "scaling_grid",
+    "tables", "verdicts",
 ]
 
 REGIMES = ("none", "linear")
@@ -808,15 +808,37 @@ def verdicts(tables: Tables) -> list[analysis.Verdict]:
                                             unit="(natural log)", setting=f"B = {b}")
                 for b in (design.small, design.large)]
     inside = tables.convexity[tables.convexity["segment"] == "inside the linear region"]
-    a3 = saddle_free_verdict(tables.curvature, inside, tables.piecewise, tables.smooth, design.indefinite_fraction)
+    a3 = [analysis.seed_independent(v, _a3_runs(design)) for v in saddle_free_verdict(
+        tables.curvature, inside, tables.piecewise, tables.smooth, design.indefinite_fraction)]
     return [*a2_parts, analysis.combine_verdicts("A2", a2_parts), *c1_parts, analysis.combine_verdicts("C1", c1_parts),
             *c2_parts, analysis.combine_verdicts("C2", c2_parts), c3, *a4_parts,
             analysis.combine_verdicts("A4", a4_parts), *a3]
 
 
+def _a3_runs(design: Design) -> str:
+    """What A3 rests on: one network per activation and batch size, whichever seeds are left out."""
+    seeds = sorted({c.seed for c in design.curvature_runs.values()})
+    return (f"one run per network: the MLPs at seed {', '.join(map(str, seeds))} (not the seed list) and the "
+            f"CNNs of the first seed ({design.seeds[0]}), at {design.curvature_points} test points")
+
+
+_A3_INPUTS = "A3's input curvature, one run per network (its verdicts are marked not applicable)"
+
+
+def restrict(tables: Tables, seeds: list[int]) -> Tables:
+    """The tables as if only ``seeds`` had been run: the grid's and the A4 runs of those seeds (curves
+    and per-run rows); the input-curvature study (one run per network) as it is."""
+    return restrict_to_seeds(tables, seeds, unchanged={
+        "design": "the parameters", "scale": "the size of the test inputs",
+        "statuses": "how every trained run ended, shown as a table, which no verdict reads",
+        **{name: _A3_INPUTS for name in ("curvature", "convexity", "lines", "piecewise", "smooth")}})
+
+
 def record_verdicts(tables: Tables) -> Styler:
-    """Write the chapter's verdict file and show its verdicts."""
-    return analysis.record_verdicts(CHAPTER, verdicts(tables), tables.design.seeds)
+    """Write the chapter's verdict file and show its verdicts, each recomputed with every seed left
+    out in turn (A2, C1-C3: the grid's runs; A4: the natural and adversarial runs at both ends); A3
+    rests on one run per network and is marked not applicable."""
+    return analysis.record_verdicts(CHAPTER, lambda kept: verdicts(restrict(tables, kept)), tables.design.seeds)
 
 
 # ----------------------------------------------------------------------------- prose

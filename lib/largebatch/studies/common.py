@@ -8,13 +8,16 @@
   runs that differ only by their seed), the fields that differ between settings, the
   seeds; the fields every run shares go to the caption.
 * :func:`use_threads` -- torch's CPU threads, set before a study computes anything.
+* :func:`restrict_to_seeds` -- a study's tables as if only some seeds had been run, for
+  the leave-one-seed-out stability of its verdicts
+  (:func:`largebatch.analysis.leave_one_out`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import pandas as pd
 import torch
@@ -24,7 +27,10 @@ from largebatch import notebook
 from largebatch.config import ConfigError, RunConfig
 from largebatch.data import DataBundle
 
-__all__ = ["LabelledRun", "design_table", "network_name", "parameters", "unique_configs", "use_threads"]
+__all__ = ["LabelledRun", "design_table", "network_name", "parameters", "restrict_to_seeds", "unique_configs",
+           "use_threads"]
+
+T = TypeVar("T")
 
 # Shown in the caption whenever every run shares them, even at their default value.
 CORE_FIELDS = ("dataset", "num_samples", "model", "model_options", "batch_size", "epochs", "lr",
@@ -118,3 +124,47 @@ def design_table(runs: Sequence[LabelledRun], bundle: DataBundle | None = None,
     return notebook.show(frame).set_caption(caption).set_table_styles(
         [{"selector": "caption", "props": "caption-side: top; text-align: left"},
          {"selector": "td, th", "props": "white-space: nowrap"}], overwrite=False)
+
+
+def restrict_to_seeds(tables: T, seeds: Sequence[int], *,
+                      recompute: Callable[[T], Mapping[str, Any]] | None = None,
+                      unchanged: Mapping[str, str] | None = None) -> T:
+    """A study's ``tables`` (a dataclass) as if only the runs of ``seeds`` had been made.
+
+    Every field that is a DataFrame with a ``seed`` column keeps the rows of those seeds
+    (in their order). Every other field must be named, either by ``recompute``, a
+    function of the filtered tables that returns the fields to compute again from the
+    kept runs (seed statistics, fits over per-seed curves), or in ``unchanged``, each
+    with the reason it does not depend on the seed list (the design; the first seed's
+    detail solutions, which no verdict reads) -- a field that is neither is a
+    ``TypeError``, so no seed-dependent input of a verdict is left whole by mistake,
+    which would make its verdict "stable" without a test. A seed the frames do not hold
+    is a ``ValueError``.
+    """
+    if not dataclasses.is_dataclass(tables):
+        raise TypeError(f"tables must be a dataclass instance, got {type(tables).__name__}")
+    seeds, unchanged = [int(s) for s in seeds], dict(unchanged or {})
+    names = {f.name for f in dataclasses.fields(tables)}
+    if set(unchanged) - names:
+        raise TypeError(f"unchanged names fields the tables do not have: {sorted(set(unchanged) - names)}")
+    filtered: dict[str, Any] = {}
+    present: set[int] = set()
+    for field in dataclasses.fields(tables):
+        value = getattr(tables, field.name)
+        if isinstance(value, pd.DataFrame) and "seed" in value.columns:
+            present.update(int(s) for s in value["seed"].unique())
+            filtered[field.name] = value[value["seed"].isin(seeds)]
+    unknown = sorted(set(seeds) - present)
+    if unknown:
+        raise ValueError(f"seeds {unknown} are not in the tables (seeds {sorted(present)})")
+    restricted = dataclasses.replace(tables, **filtered)
+    computed = dict(recompute(restricted)) if recompute is not None else {}
+    both = sorted(set(computed) & (set(filtered) | set(unchanged)))
+    if both:
+        raise TypeError(f"fields {both} are recomputed and also filtered by seed or left unchanged")
+    missing = [f.name for f in dataclasses.fields(tables)
+               if f.name not in filtered and f.name not in computed and f.name not in unchanged]
+    if missing:
+        raise TypeError(f"fields {missing} hold no seed column: recompute them from the kept runs or say "
+                        "in unchanged why they do not depend on the seeds")
+    return dataclasses.replace(restricted, **computed)

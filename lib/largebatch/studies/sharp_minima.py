@@ -22,7 +22,7 @@ from torch import nn
 
 from largebatch import analysis, data, experiments, hessian, landscape, models as model_zoo, notebook, plots
 from largebatch.config import RunConfig
-from largebatch.studies.common import LabelledRun, design_table, parameters, use_threads
+from largebatch.studies.common import LabelledRun, design_table, parameters, restrict_to_seeds, use_threads
 
 CHAPTER = "02_sharp_minima"
 RULES = {"epochs": "fixed epochs", "threshold": "loss threshold"}  # stopping rule -> its name in tables
@@ -252,14 +252,19 @@ def _densities(design: Design, networks: dict[str, nn.Module], train: Any) -> di
     return {side: density(side) | {"top": finals[side]["hessian_top_eigenvalue"]} for side in SIDES}
 
 
+def _summary(runs: pd.DataFrame) -> pd.DataFrame:
+    """Seed statistics of the usable runs per setting and batch size."""
+    return analysis.seed_summary(runs[runs["usable"]], ["setting", "batch_size"], [
+        "train_accuracy", "test_accuracy", "generalization_gap", "hessian_top_eigenvalue", "hessian_trace",
+        "keskar_sharpness"])
+
+
 def tables(design: Design) -> Tables:
     """Train every run (or read it from the cache), make the measurements, build the tables."""
     use_threads(design.num_threads)
     runs = _runs_frame(design)
     usable = runs[runs["usable"]]
-    summary = analysis.seed_summary(usable, ["setting", "batch_size"], [
-        "train_accuracy", "test_accuracy", "generalization_gap", "hessian_top_eigenvalue", "hessian_trace",
-        "keskar_sharpness"])
+    summary = _summary(runs)
     detail = design.detail
     status = {side: experiments.load_record(c)["status"] for side, c in detail.items()}
     networks = {side: experiments.load_model(c) for side, c in detail.items()}
@@ -404,9 +409,22 @@ def verdicts(tables: Tables) -> list[analysis.Verdict]:
             *e1_settings, analysis.combine_verdicts("E1", e1_settings), _a5(tables)]
 
 
+_DETAIL = "the two solutions compared in detail (first seed), which no verdict reads"
+
+
+def restrict(tables: Tables, seeds: list[int]) -> Tables:
+    """The tables as if only ``seeds`` had been run: the runs and saddle rows of those seeds, their
+    summary recomputed; the detailed comparison (one seed) as it is."""
+    return restrict_to_seeds(tables, seeds, recompute=lambda kept: {"summary": _summary(kept.runs)},
+                             unchanged={"design": "the parameters", **{name: _DETAIL for name in (
+                                 "status", "interpolation", "random_planes", "eigen_planes", "eigen_lines",
+                                 "densities", "negative_mass")}})
+
+
 def record_verdicts(tables: Tables) -> Styler:
-    """Write the chapter's verdict file and show its verdicts."""
-    return analysis.record_verdicts(CHAPTER, verdicts(tables), tables.design.seeds)
+    """Write the chapter's verdict file and show its verdicts, each recomputed with every seed left
+    out in turn (A1, E1: the runs of the sweep; A5: the loss-threshold runs at the largest batch)."""
+    return analysis.record_verdicts(CHAPTER, lambda kept: verdicts(restrict(tables, kept)), tables.design.seeds)
 
 
 # ----------------------------------------------------------------------------- prose

@@ -22,7 +22,7 @@ from pandas.io.formats.style import Styler
 from largebatch import analysis, data, experiments, models, notebook, plots
 from largebatch.config import ConfigError, RunConfig
 from largebatch.ghost_batch_norm import GhostBatchNorm
-from largebatch.studies.common import LabelledRun, design_table, parameters, use_threads
+from largebatch.studies.common import LabelledRun, design_table, parameters, restrict_to_seeds, use_threads
 
 CHAPTER = "03_train_longer"
 REGIME_ADAPTATION = "+ regime adaptation"
@@ -147,22 +147,36 @@ class Tables:
     row_summary: pd.DataFrame  # seed statistics per row of Table 1
     ratio_runs: pd.DataFrame  # one row per run of the lr/B study (columns "lr rule", "lr_over_batch")
     ratio_summary: pd.DataFrame  # seed statistics per rule and batch size
+    distances: pd.DataFrame  # per-seed distance curves ("run" label, "seed", "step", "distance")
 
 
-def _mean_curve(records: list[dict[str, Any]]) -> pd.DataFrame:
-    curves = [analysis.distance_curve(r).set_index("step")["distance"] for r in records]
+def _distance_configs(design: Design) -> dict[str, RunConfig]:
+    """The runs whose distance curves are fitted (B1), by label (seed 0; every seed is trained)."""
+    configs = {f"B = {b}": design.ratio_configs["fixed lr"][i] for i, b in enumerate(design.batch_sizes)}
+    configs[f"B = {design.large_batch}, all fixes + regime adaptation"] = design.rows[REGIME_ADAPTATION]
+    return configs
+
+
+def _distances(design: Design, row_records: dict, ratio_records: dict) -> pd.DataFrame:
+    """Every run's distance from initialization, one row per label, seed and step."""
+    records = {f"B = {b}": ratio_records["fixed lr"][b] for b in design.batch_sizes}
+    records[f"B = {design.large_batch}, all fixes + regime adaptation"] = row_records[REGIME_ADAPTATION]
+    return pd.concat([analysis.distance_curve(r).assign(run=label, seed=r["config"]["seed"])
+                      for label, group in records.items() for r in group], ignore_index=True)
+
+
+def _mean_curve(distances: pd.DataFrame) -> pd.DataFrame:
+    """The mean over seeds of one label's distance curves (seeds in their order in the table)."""
+    curves = [group.set_index("step")["distance"] for _, group in distances.groupby("seed", sort=False)]
     return pd.concat(curves, axis=1).mean(axis=1).rename("distance").reset_index()
 
 
-def _distance_fits(design: Design, row_records: dict, ratio_records: dict) -> tuple[dict, dict, pd.DataFrame]:
-    """Log-law and power-law fits of the distance over the high-learning-rate window."""
-    distance_runs = {f"B = {b}": (design.ratio_configs["fixed lr"][i], ratio_records["fixed lr"][b])
-                     for i, b in enumerate(design.batch_sizes)}
-    distance_runs[f"B = {design.large_batch}, all fixes + regime adaptation"] = (
-        design.rows[REGIME_ADAPTATION], row_records[REGIME_ADAPTATION])
+def _distance_fits(design: Design, distances: pd.DataFrame) -> dict[str, Any]:
+    """Log-law and power-law fits of the seed-averaged distance over the high-learning-rate window:
+    the fields ``curves``, ``fits`` and ``fit_table`` of :class:`Tables`."""
     curves, fits, fit_rows = {}, {}, []
-    for label, (config, records) in distance_runs.items():
-        curve = _mean_curve(records)
+    for label, config in _distance_configs(design).items():
+        curve = _mean_curve(distances[distances["run"] == label])
         first = design.fit_start
         last = int(config.total_milestones[0] * (design.bundle.num_train // config.batch_size))
         window = curve[(curve["step"] >= first) & (curve["step"] <= last)]
@@ -177,7 +191,16 @@ def _distance_fits(design: Design, row_records: dict, ratio_records: dict) -> tu
             row.update({"a": log_fit.a, "b": log_fit.b, "R2 (log law)": log_fit.r2,
                         "exponent (power law)": power_fit.exponent, "R2 (power law)": power_fit.r2})
         fit_rows.append(row)
-    return curves, fits, pd.DataFrame(fit_rows)
+    return {"curves": curves, "fits": fits, "fit_table": pd.DataFrame(fit_rows)}
+
+
+def _summaries(rows: pd.DataFrame, ratio_runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Seed statistics per row of Table 1 and per rule and batch size of the lr/B study (the
+    fields ``row_summary`` and ``ratio_summary``; diverged runs excluded and counted)."""
+    return {"row_summary": analysis.seed_summary(
+                rows, "row", ["test_accuracy", "train_accuracy", "train_loss", "steps", "hessian_top_eigenvalue"]),
+            "ratio_summary": analysis.seed_summary(
+                ratio_runs, ["lr rule", "batch_size"], ["test_accuracy", "hessian_top_eigenvalue"])}
 
 
 def tables(design: Design) -> Tables:
@@ -186,11 +209,9 @@ def tables(design: Design) -> Tables:
     row_records = {label: experiments.sweep(design.with_seeds(c)) for label, c in design.rows.items()}
     ratio_records = {rule: {c.batch_size: experiments.sweep(design.with_seeds(c)) for c in group}
                      for rule, group in design.ratio_configs.items()}
-    curves, fits, fit_table = _distance_fits(design, row_records, ratio_records)
+    distances = _distances(design, row_records, ratio_records)
     rows = pd.concat([analysis.records_frame(records).assign(row=label)
                       for label, records in row_records.items()], ignore_index=True)
-    row_summary = analysis.seed_summary(
-        rows, "row", ["test_accuracy", "train_accuracy", "train_loss", "steps", "hessian_top_eigenvalue"])
     ratio_frames = []
     for rule, by_batch in ratio_records.items():
         for records in by_batch.values():
@@ -201,9 +222,8 @@ def tables(design: Design) -> Tables:
             ratio_frames.append(frame)
     ratio_runs = pd.concat(ratio_frames, ignore_index=True)
     ratio_runs["lr_over_batch"] = ratio_runs["peak_lr"] / ratio_runs["batch_size"]
-    ratio_summary = analysis.seed_summary(  # diverged runs excluded and counted
-        ratio_runs, ["lr rule", "batch_size"], ["test_accuracy", "hessian_top_eigenvalue"])
-    return Tables(design, curves, fits, fit_table, rows, row_summary, ratio_runs, ratio_summary)
+    return Tables(design=design, rows=rows, ratio_runs=ratio_runs, distances=distances,
+                  **_distance_fits(design, distances), **_summaries(rows, ratio_runs))
 
 
 # ----------------------------------------------------------------------------- figures and tables
@@ -298,9 +318,20 @@ def verdicts(tables: Tables) -> list[analysis.Verdict]:
     return [_b1(tables), b2, b3, b4, j1]
 
 
+def restrict(tables: Tables, seeds: list[int]) -> Tables:
+    """The tables as if only ``seeds`` had been run: the runs and distance curves of those seeds,
+    the mean curves, their fits and the seed statistics recomputed from them."""
+    return restrict_to_seeds(
+        tables, seeds, unchanged={"design": "the parameters"},
+        recompute=lambda kept: {**_distance_fits(kept.design, kept.distances),
+                                **_summaries(kept.rows, kept.ratio_runs)})
+
+
 def record_verdicts(tables: Tables) -> Styler:
-    """Write the chapter's verdict file and show its verdicts."""
-    return analysis.record_verdicts(CHAPTER, verdicts(tables), tables.design.seeds)
+    """Write the chapter's verdict file and show its verdicts, each recomputed with every seed left
+    out in turn (B1: the fits of the mean distance curves; B2-B4: the runs of Table 1; J1: the runs
+    of the lr/B study)."""
+    return analysis.record_verdicts(CHAPTER, lambda kept: verdicts(restrict(tables, kept)), tables.design.seeds)
 
 
 # ----------------------------------------------------------------------------- prose
