@@ -140,7 +140,11 @@ study.ratio_table(tables)
 # %% [markdown]
 # ## Verdicts
 #
-# Criteria, fixed before the runs (standard errors over seeds):
+# Criteria, fixed before the runs. B2-B4 compare rows of the table with the paired test by
+# seed: at a seed every row starts from the same initial weights and draws the same sequence
+# of training-set permutations (cut into batches of its own size), so each comparison is the
+# mean over seeds of the per-seed difference, and its standard error is that of those
+# differences.
 #
 # * **B1**: over the high-learning-rate window, the log law fits the seed-averaged distance
 #   of every fixed-learning-rate batch size with $R^2 \ge 0.95$, and the fitted power-law
@@ -156,7 +160,8 @@ study.ratio_table(tables)
 #   and the top eigenvalue, over all non-diverged runs of the ratio study, at least 0.5 with
 #   p < 0.05.
 #
-# Diverged runs are left out of every mean and counted in the verdicts' evidence.
+# Diverged runs are left out of every mean (in B2-B4 with the run of the same seed they pair
+# with) and counted in the verdicts' evidence.
 
 # %%
 study.record_verdicts(tables)

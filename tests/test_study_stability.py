@@ -158,7 +158,7 @@ def test_train_longer_restriction_reaches_every_verdict(tmp_path, monkeypatch):
     kept = train_longer.restrict(tables, [0, 1, 2, 3])
     without_4 = _by_key(train_longer.verdicts(kept))
     for claim in ("B3", "B4"):
-        assert "5 vs 5 runs" in full[claim, ""].evidence and "4 vs 4 runs" in without_4[claim, ""].evidence
+        assert "5 pairs" in full[claim, ""].evidence and "4 pairs" in without_4[claim, ""].evidence
     assert set(kept.row_summary["test_accuracy_n"]) == {4} and set(kept.ratio_summary["test_accuracy_n"]) == {4}
     assert "over 20 runs" in full["J1", ""].evidence and "over 16 runs" in without_4["J1", ""].evidence
     # B1 fits the mean curve of the kept seeds: seed 4's curve (a square-root term) leaves it

@@ -54,7 +54,7 @@ _YAO18_SETTING = "five CNNs and ResNets; MNIST, CIFAR-10/100"
 _HOFFER_SETTING = "CNNs, VGG, ResNet-44, WRN; MNIST, CIFAR-10/100, ImageNet"
 _KAMATH_SETTING = "image CNNs, natural training"
 _ABSA_SETTING = "ResNets and CNNs; CIFAR-10/100, SVHN, TinyImageNet"
-_ACCURACY_Z = "difference of mean test accuracy over seeds beyond 2 Welch standard errors"
+_ACCURACY_Z = "mean per-seed difference of test accuracy beyond 2 standard errors (paired test by seed)"
 
 CLAIMS: dict[str, Claim] = {c.id: c for c in [
     Claim("A1", _YAO18, "The top eigenvalues of the loss Hessian grow with the batch size.",
@@ -99,7 +99,7 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in [
     Claim("B2", _HOFFER, "Regime adaptation (as many updates as the small batch) closes the gap.",
           "test accuracy: small batch, large batch, large batch with adapted regime",
           "a gap beyond 2 standard errors, closed to within 2 standard errors "
-          "(partly: better than no adaptation by that margin)",
+          "(partly: better than no adaptation by that margin; paired test by seed)",
           "03_train_longer", "fig-gap",
           "Training longer (as many updates) closes the large-batch gap.",
           "MLP with batch norm, MNIST-1D", _HOFFER_SETTING),
