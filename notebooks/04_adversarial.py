@@ -154,8 +154,11 @@ study.robustness_summary(tables)
 # **Criterion.** With the fixed learning rate and momentum {glue:text}`momentum:.2f`, compare the
 # largest batch with the smallest over seeds: test accuracy, and the area under the FGSM and
 # the PGD robust-accuracy curves. Each difference must be negative by at least `z_threshold`
-# standard errors (Welch's, over independent seeds); all three: *reproduced*, some: *partly
-# reproduced*. The top Hessian eigenvalue is shown beside them.
+# standard errors of the paired test by seed: at a seed both batch sizes start from the same
+# initial weights and draw the same training-set permutations (cut into batches of their own
+# size), and every PGD attack starts from the same random draw, so the difference is taken
+# seed by seed and its error is that of the per-seed differences. All three: *reproduced*,
+# some: *partly reproduced*. The top Hessian eigenvalue is shown beside them.
 
 # %%
 study.a2_figure(tables)
@@ -214,6 +217,10 @@ study.c_figure(tables)
 # {glue:text}`momentum:.2f` minus with {glue:text}`low_momentum:.2f`) is larger under the fixed
 # learning rate than under lr/B fixed, by at least `z_threshold` standard errors of that
 # difference of differences.
+# C2 and C3 use the paired test by seed, as A2: every run of the grid at a seed starts from
+# the seed's initial weights and data order, whatever its batch size, learning rate or
+# momentum (C3: the two momentum gains are differences at each seed, then compared seed by
+# seed).
 
 # %%
 study.c_table(tables)
@@ -250,8 +257,10 @@ study.c_table(tables)
 #
 # **Criterion.** The log of the top Hessian eigenvalue of the adversarially trained network is
 # below that of the naturally trained one by at least `z_threshold` standard errors, at each
-# of the two batch sizes (both: *reproduced*, one: *partly reproduced*). Clean and robust
-# accuracy are reported beside it.
+# of the two batch sizes (both: *reproduced*, one: *partly reproduced*), by the paired test
+# by seed: an adversarially trained network starts from the same initial weights and data
+# order as its natural twin of the same seed. Clean and robust accuracy are reported beside
+# it.
 
 # %%
 study.a4_curves_figure(tables)

@@ -667,16 +667,19 @@ def a2_figure(tables: Tables) -> None:
 
 
 def _a2_effects(tables: Tables) -> dict[str, analysis.Difference]:
+    """Largest minus smallest batch (fixed lr, main momentum), paired by seed: at a seed both batch
+    sizes start from the same weights and draw the same training-set permutations (cut into batches
+    of their own size), and every PGD attack starts from the same random draw (generator seed 0)."""
     design = tables.design
-    return {name: analysis.batch_size_effect(tables.runs, metric, design.small, design.large, regime="none",
-                                             momentum=design.momentum, attack=attack)
+    return {name: analysis.batch_size_effect(tables.runs, metric, design.small, design.large, paired=True,
+                                             regime="none", momentum=design.momentum, attack=attack)
             for name, metric, attack in [("accuracy", "test_accuracy", "pgd"), ("fgsm", "auc", "fgsm"),
                                          ("pgd", "auc", "pgd"), ("pgd_ref", "robust_at_ref", "pgd"),
                                          ("eigenvalue", "log_eigenvalue", "pgd")]}
 
 
 def a2_table(tables: Tables) -> Styler:
-    """A2: largest minus smallest batch, per quantity (Welch's difference over seeds)."""
+    """A2: largest minus smallest batch, per quantity (mean of the per-seed differences, paired test)."""
     return notebook.show(pd.DataFrame([{"comparison": name, **c._asdict(), "z": c.z}
                                        for name, c in _a2_effects(tables).items()]))
 
@@ -704,17 +707,22 @@ def c_figure(tables: Tables) -> None:
 
 
 def _c_effects(tables: Tables) -> dict[str, Any]:
+    """C1's spreads of the means; C2 and C3 paired by seed: every run of the grid at a seed starts
+    from the same weights (batch size, learning rate and momentum do not enter the initialization)
+    and draws the same training-set permutations, and its PGD attack the same random start."""
     design, pgd_runs = tables.design, tables.pgd_runs
     spreads = {(regime, metric): analysis.spread_of_means(pgd_runs, metric, regime=regime, momentum=design.momentum)
                for regime in ("linear", "none") for metric in ("auc", "test_accuracy")}
-    c2 = {m: analysis.batch_size_effect(pgd_runs, "auc", design.small, design.large, regime="none", momentum=m)
+    c2 = {m: analysis.batch_size_effect(pgd_runs, "auc", design.small, design.large, paired=True, regime="none",
+                                        momentum=m)
           for m in (design.low_momentum, design.momentum)}
 
     def auc(regime: str, momentum: float) -> pd.Series:
-        return analysis.select(pgd_runs, regime=regime, momentum=momentum, batch_size=design.large)["auc"]
+        return analysis.by_seed(pgd_runs, "auc", regime=regime, momentum=momentum, batch_size=design.large)
 
     c3 = analysis.difference_of_differences(auc("none", design.momentum), auc("none", design.low_momentum),
-                                            auc("linear", design.momentum), auc("linear", design.low_momentum))
+                                            auc("linear", design.momentum), auc("linear", design.low_momentum),
+                                            paired=True)
     return {"spreads": spreads, "c2": c2, "c3": c3}
 
 
@@ -747,13 +755,15 @@ def a4_figure(tables: Tables) -> None:
 
 
 def _a4_effects(tables: Tables) -> dict[tuple[int, str], analysis.Difference]:
+    """Adversarial minus natural training at each end, paired by seed (the twins share the seed's
+    initialization and data order; only a share of each batch is replaced by FGSM examples)."""
     a4_pgd = analysis.select(tables.a4, attack="pgd")
     effects = {}
     for b in (tables.design.small, tables.design.large):
-        at_b = analysis.select(a4_pgd, batch_size=b)
         for metric in ("log_eigenvalue", "test_accuracy", "auc"):
-            effects[(b, metric)] = analysis.difference(analysis.select(at_b, training=ADVERSARIAL)[metric],
-                                                       analysis.select(at_b, training="natural")[metric])
+            effects[(b, metric)] = analysis.compare(
+                analysis.by_seed(a4_pgd, metric, batch_size=b, training=ADVERSARIAL),
+                analysis.by_seed(a4_pgd, metric, batch_size=b, training="natural"), paired=True)
     return effects
 
 
