@@ -84,8 +84,8 @@ print(design.describe())
 # %%
 nets = tour.train_networks(design)  # experiments.sweep, then the run cache
 tiny_net, tiny_data, cnn = nets.tiny, nets.tiny_data, nets.cnn
-train_set = design.hessian_set  # the CNN's first num_hessian training samples
-full_data = diag.chunks(train_set.tensors, chunk_size)  # one batch, or chunks
+train_set = design.hessian_set  # the CNN's num_hessian training samples
+full_data = diag.chunks(train_set.tensors, chunk_size)  # a batch or chunks
 nets.table()
 
 # %% tags=["remove-input"]

@@ -24,7 +24,7 @@ from test_studies import namespace
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "notebooks" / "01_hessian.py"
 GLUED = re.compile(r"\{glue:text\}`(\w+)")
-COLUMN = 78  # characters of code the book's code column shows without a scroll bar at 1280 px
+COLUMN = 77  # characters of code the book's code column shows without a scroll bar at 1280 px
 TINY = {"epochs": 1, "tiny_epochs": 1, "hessian_samples": 64, "chunk_size": 32, "seeds": [0, 1], "top_k": 2,
         "tol": 0.1, "trace_budgets": [3, 6], "trace_matvecs": 6, "slq_runs": 1, "slq_steps": 5,
         "probe_batch_sizes": [16, 32], "timing_samples": 16, "timing_repeats": 1, "tiny_width": 4}
