@@ -241,6 +241,8 @@ notebook.glue_all(tour.eigen_prose(design, needed, eigenvalues, threshold))
 trace_frame = diag.trace_convergence(
     tiny_matrix, float(dense.trace()), trace_budgets, seeds=seeds)
 tour.trace_figure(trace_frame)
+
+# %%
 trace_table = tour.trace_table(trace_frame)  # median error per budget
 notebook.show(trace_table)
 
@@ -276,6 +278,8 @@ density = hessian.spectral_density(
 exact_density = diag.broadened_density(
     eigenvalues, density.grid, density.sigma)
 tour.density_figure(density, exact_density, eigenvalues)
+
+# %%
 moments = tour.slq_moments(density, eigenvalues)
 notebook.show(moments)
 
@@ -313,6 +317,8 @@ full_top = hessian.top_eigenvalues(
 spread = diag.batch_eigenvalue_spread(
     cnn, train_set, probe_batch_sizes, seeds, tol=tol, chunk_size=chunk_size)
 tour.spread_figure(design, spread, full_top.eigenvalues[0])
+
+# %%
 spread_table = tour.spread_table(spread, full_top.eigenvalues[0])
 notebook.show(spread_table)
 

@@ -59,8 +59,8 @@ def test_the_smoke_design():
     assert design.tiny_config.model_options == {"width": design.tiny_width}
     assert design.cnn_config.seed == design.tiny_config.seed == design.seeds[0]
     assert design.reference_batch == 128
-    assert design.describe() == ("tiny MLP on mnist1d (480 training samples); mnist1d_cnn on mnist1d, "
-                                 "Hessian over 480 of 480 training samples")
+    assert design.describe() == ("tiny MLP on mnist1d: Hessian over its 480 training samples\n"
+                                 "mnist1d_cnn on mnist1d: Hessian over 480 of 480 training samples")
     modes = tour.bn_modes(design, design.hessian_set.tensors)
     assert list(modes) == ["eval mode (running statistics)", "train mode, batches of 128",
                            "train mode, one batch of 480"]
@@ -74,6 +74,7 @@ def test_tables_and_numbers_from_known_frames():
                                          "error": [1e-2, 1e-4, 1e-2, 1e-2] if m == "power" else [1e-4] * 4})
                    for k in (1, 3) for m in ("lanczos", "power")}
     needed = tour.products_needed(convergence, 1e-3)
+    assert needed.index.name == "estimate"
     assert list(needed.index) == ["top-1 lanczos", "top-1 power", "top-3 lanczos", "top-3 power"]
     assert list(needed.columns) == ["median", "seed 0", "seed 1"]
     assert needed.loc["top-1 lanczos"].tolist() == [1.0, 1.0, 1.0]
@@ -91,6 +92,7 @@ def test_tables_and_numbers_from_known_frames():
                            index=["CNN"])
     shown = tour.timing_table(timings).data
     assert shown["hvp (cached graph) / gradient"].tolist() == [2.0] and shown["gradient (ms)"].tolist() == [2.0]
+    assert shown["network"].tolist() == ["CNN"]
 
 
 def test_the_page_shows_the_hessian_calls_and_fits_the_code_column():
@@ -144,7 +146,8 @@ def test_every_section_on_tiny_networks(tmp_path, monkeypatch):
             for label, (samples, eval_mode) in tour.bn_modes(design, full_data).items()}
     costs = diag.estimator_costs(nets.cnn, full_data, k=design.top_k, tol=design.tol, trace_matvecs=6,
                                  reference=[1.0] * design.top_k)
-    assert isinstance(tour.cost_table(costs), Styler)
+    shown = tour.cost_table(costs)
+    assert isinstance(shown, Styler) and "converged" not in shown.data and "relative error" in shown.data
     assert len(list((tmp_path / "cache" / "figures").glob("*.png"))) == 4
     glued = {**tour.networks_prose(nets), **tour.timing_prose(design, timings),
              **tour.spectrum_prose(design, dense, eigenvalues, 0.0),

@@ -131,10 +131,10 @@ class Design:
         return REFERENCE_BATCH if REFERENCE_BATCH in self.probe_batch_sizes else min(self.probe_batch_sizes)
 
     def describe(self) -> str:
-        """One line: the two networks and their data."""
+        """Two lines: the two networks and the samples their Hessians are taken over."""
         tiny, cnn = self.tiny_bundle, self.bundle
-        return (f"tiny MLP on {tiny.name} ({tiny.num_train} training samples); "
-                f"{self.model} on {cnn.name}, Hessian over {self.num_hessian} of {cnn.num_train} "
+        return (f"tiny MLP on {tiny.name}: Hessian over its {tiny.num_train} training samples\n"
+                f"{self.model} on {cnn.name}: Hessian over {self.num_hessian} of {cnn.num_train} "
                 "training samples")
 
 
@@ -215,7 +215,7 @@ def _ratios(timings: pd.DataFrame) -> pd.DataFrame:
 def timing_table(timings: pd.DataFrame) -> Styler:
     """Milliseconds of each computation, and each product's cost in gradients."""
     timings_ms = (1e3 * timings).rename(columns=lambda c: f"{c} (ms)")
-    return notebook.show(pd.concat([timings_ms, _ratios(timings)], axis=1))
+    return notebook.show(pd.concat([timings_ms, _ratios(timings)], axis=1).rename_axis("network"))
 
 
 def timing_prose(design: Design, timings: pd.DataFrame) -> dict[str, Any]:
@@ -266,7 +266,7 @@ def products_needed(convergence: Mapping[tuple[int, str], pd.DataFrame], thresho
     needed = pd.DataFrame({f"top-{k} {method}": diag.matvecs_to_reach(frame, threshold)
                            for (k, method), frame in convergence.items()}).T.rename(columns=lambda s: f"seed {s}")
     needed.insert(0, "median", needed.median(axis=1))
-    return needed
+    return needed.rename_axis("estimate")
 
 
 def eigen_prose(design: Design, needed: pd.DataFrame, eigenvalues: Tensor, threshold: float) -> dict[str, Any]:
@@ -322,7 +322,7 @@ def slq_moments(density: Any, eigenvalues: Tensor) -> pd.DataFrame:
     """The quadrature's first two spectral moments beside the exact ones."""
     return pd.DataFrame({"SLQ": [density.moment(1), density.moment(2)],
                          "exact": [float(eigenvalues.mean()), float((eigenvalues**2).mean())]},
-                        index=["trace(H) / p", "trace(H²) / p"])
+                        index=pd.Index(["trace(H) / p", "trace(H²) / p"], name="moment"))
 
 
 def slq_prose(nets: Networks, density: Any, exact_density: Tensor, moments: pd.DataFrame) -> dict[str, Any]:
@@ -415,12 +415,13 @@ def bn_prose(nets: Networks, table: pd.DataFrame) -> dict[str, Any]:
 
 
 def cost_table(costs: pd.DataFrame) -> Styler:
-    """:func:`diag.estimator_costs` as the chapter shows it, with the seconds per product."""
-    table = costs.assign(**{"seconds per product": costs["seconds"] / costs["matvecs"]})
-    return table.set_index(["task", "method"]).rename(columns={
+    """:func:`diag.estimator_costs` as the chapter shows it: products, seconds, the estimate and
+    its error (each estimate's own stopping rule decides when it has converged; the error says how
+    well it did, so the ``converged`` flags are left out to keep the table inside the page)."""
+    table = costs.drop(columns="converged").set_index(["task", "method"]).rename(columns={
         "matvecs": "products", "value": "top eigenvalue / trace", "last_value": "k-th eigenvalue",
-        "std_error": "trace std. error", "error": "relative error",
-    }).style.format(precision=3, na_rep="").format("{:.1e}", subset=["relative error"], na_rep="")
+        "std_error": "std. error (trace)", "error": "relative error"})
+    return table.style.format(precision=3, na_rep="").format("{:.1e}", subset=["relative error"], na_rep="")
 
 
 def cost_prose(design: Design, costs: pd.DataFrame, reference: Any) -> dict[str, Any]:
