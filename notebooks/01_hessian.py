@@ -39,7 +39,7 @@ if "google.colab" in sys.modules:
 # network the later chapters measure). Every estimator comes from `largebatch.hessian`,
 # which follows PyHessian {cite}`yao2020pyhessian` where that is the right choice.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 dataset: str = "mnist1d"  # data set of the trained network (sections 1, 6-8), one of largebatch.data.DATASETS
 model: str = "mnist1d_cnn"  # the trained network of sections 1 and 6-8, one of largebatch.models.MODELS
 num_samples: int = 5000  # MNIST-1D only: samples generated, 80% for training
@@ -64,93 +64,15 @@ timing_repeats: int = 10  # repetitions of that timing (the median is reported)
 num_threads: int = 1  # torch CPU threads (0: torch's default); these small kernels run best on one
 augmentation: str = "none"  # training batches: none, or crop_flip (pad 4, random crop, flip)
 
-# %% tags=["hide-input"]
-import matplotlib.pyplot as plt
-import pandas as pd
+# %%
 import torch
-from torch.utils.data import TensorDataset
 
-from largebatch import data, experiments, hessian, models, notebook, plots
+from largebatch import hessian, notebook, plots
 from largebatch import hessian_diagnostics as diag
+from largebatch.studies import hessian_tour as tour
 
-notebook.check_parameters(globals())
-notebook.check_choice("dataset", dataset, data.DATASETS)
-notebook.check_choice("tiny_dataset", tiny_dataset, data.DATASETS)
-notebook.check_choice("model", model, list(models.MODELS))
-notebook.require(
-    bool(seeds) and min(seeds) >= 0,
-    f"parameter seeds must be a non-empty list of integers >= 0, " f"got {seeds!r}",
-)
-for name in (
-    "tiny_width",
-    "tiny_epochs",
-    "chunk_size",
-    "top_k",
-    "tol",
-    "trace_budgets",
-    "slq_runs",
-    "slq_steps",
-    "probe_batch_sizes",
-    "timing_samples",
-    "timing_repeats",
-):
-    notebook.check_positive(name, globals()[name])
-for name in (
-    "hessian_samples",
-    "num_threads",
-):  # 0 means "all samples" and "torch's default"
-    notebook.require(
-        globals()[name] >= 0, f"parameter {name} must be >= 0, got {globals()[name]!r}"
-    )
-notebook.require(
-    trace_matvecs >= 3 and min(trace_budgets) >= 3,
-    "parameters trace_matvecs and trace_budgets "
-    f"must be >= 3 (Hutch++ needs 3 products), got {trace_matvecs} and {trace_budgets}",
-)
-tiny_config = experiments.RunConfig(
-    dataset=tiny_dataset,
-    model="mnist1d_mlp",
-    model_options={"width": tiny_width},
-    num_samples=num_samples,
-    epochs=tiny_epochs,
-    lr=lr,
-    batch_size=batch_size,
-    seed=seeds[0],
-)
-cnn_config = experiments.RunConfig(
-    dataset=dataset,
-    model=model,
-    num_samples=num_samples,
-    epochs=epochs,
-    lr=lr,
-    batch_size=batch_size,
-    seed=seeds[0],
-    augmentation=augmentation,
-)
-tiny_bundle = experiments.validate(tiny_config)
-bundle = experiments.validate(cnn_config)
-num_hessian = hessian_samples or bundle.num_train
-notebook.require(
-    num_hessian <= bundle.num_train,
-    f"parameter hessian_samples must be <= the training set size "
-    f"{bundle.num_train}, got {hessian_samples}",
-)
-for name, sizes, limit in (
-    ("probe_batch_sizes", probe_batch_sizes, num_hessian),
-    ("timing_samples", [timing_samples], min(num_hessian, tiny_bundle.num_train)),
-):
-    notebook.require(
-        max(sizes) <= limit,
-        f"parameter {name} must be <= {limit} (the samples the Hessians are "
-        f"taken over), got {sizes}",
-    )
-if num_threads:
-    torch.set_num_threads(num_threads)
-print(
-    f"tiny MLP on {tiny_bundle.name} ({tiny_bundle.num_train} training samples); "
-    f"{model} on {bundle.name}, Hessian over {num_hessian} of {bundle.num_train} "
-    "training samples"
-)
+design = tour.design(globals())  # the parameters above, checked
+print(design.describe())
 
 # %% [markdown]
 # ## The two networks
@@ -160,54 +82,14 @@ print(
 # {glue:text}`cnn_epochs` epochs, the tiny MLP only briefly ({glue:text}`tiny_epochs` epochs).
 
 # %%
-tiny_record, cnn_record = experiments.sweep([tiny_config, cnn_config])
-tiny_net = experiments.load_model(tiny_config)
-cnn = experiments.load_model(cnn_config)
-tiny_x, tiny_y = tiny_bundle.train.tensors
-train_set = TensorDataset(*(t[:num_hessian] for t in bundle.train.tensors))
-full_data = diag.chunks(
-    train_set.tensors, chunk_size
-)  # one batch, or chunks of chunk_size
-networks = pd.DataFrame(
-    [
-        {
-            "network": "tiny MLP",
-            "model": tiny_config.model,
-            "parameters": models.num_parameters(tiny_net),
-            "epochs": tiny_config.epochs,
-            "train accuracy": tiny_record["final"]["train_accuracy"],
-            "test accuracy": tiny_record["final"]["test_accuracy"],
-            "train loss": tiny_record["final"]["train_loss"],
-        },
-        {
-            "network": "CNN",
-            "model": cnn_config.model,
-            "parameters": models.num_parameters(cnn),
-            "epochs": cnn_config.epochs,
-            "train accuracy": cnn_record["final"]["train_accuracy"],
-            "test accuracy": cnn_record["final"]["test_accuracy"],
-            "train loss": cnn_record["final"]["train_loss"],
-        },
-    ]
-).set_index("network")
-notebook.show(networks)
+nets = tour.train_networks(design)  # experiments.sweep, then the run cache
+tiny_net, tiny_data, cnn = nets.tiny, nets.tiny_data, nets.cnn
+train_set = design.hessian_set  # the CNN's num_hessian training samples
+full_data = diag.chunks(train_set.tensors, chunk_size)  # a batch or chunks
+nets.table()
 
 # %% tags=["remove-input"]
-tiny_params, cnn_params = int(networks.loc["tiny MLP", "parameters"]), int(
-    networks.loc["CNN", "parameters"]
-)
-notebook.glue_all(
-    {
-        "cnn_epochs": cnn_config.epochs,
-        "tiny_epochs": tiny_config.epochs,
-        "tiny_params": tiny_params,
-        "cnn_params": cnn_params,
-        "cnn_entries": float(cnn_params) ** 2,
-        "cnn_dense_gib": 4 * float(cnn_params) ** 2 / 2**30,
-        "num_hessian": num_hessian,
-        "tiny_train": tiny_bundle.num_train,
-    }
-)
+notebook.glue_all(tour.networks_prose(nets))
 
 # %% [markdown]
 # ## 1. Multiplying by the Hessian costs about one gradient
@@ -236,43 +118,12 @@ notebook.glue_all(
 # samples (median of {glue:text}`timing_repeats` interleaved repetitions, eval mode,
 # {glue:text}`threads_used` CPU thread(s)).
 
-# %% tags=["hide-input"]
-timings = pd.DataFrame(
-    {
-        name: diag.product_timings(
-            net, diag.random_batch(samples, timing_samples, seeds[0]), timing_repeats
-        )
-        for name, net, samples in (
-            ("tiny MLP", tiny_net, tiny_bundle.train),
-            ("CNN", cnn, train_set),
-        )
-    }
-).T
-timings_ms = (1e3 * timings).rename(columns=lambda c: f"{c} (ms)")
-ratios = (
-    timings.drop(columns="gradient")
-    .div(timings["gradient"], axis=0)
-    .rename(columns=lambda c: f"{c} / gradient")
-)
-notebook.show(pd.concat([timings_ms, ratios], axis=1))
+# %%
+timings = tour.product_timings(nets)  # diag.product_timings on each network
+tour.timing_table(timings)
 
 # %% tags=["remove-input"]
-notebook.glue_all(
-    {
-        "timing_samples": timing_samples,
-        "timing_repeats": timing_repeats,
-        "threads_used": torch.get_num_threads(),
-        "ratio_cnn_fresh": float(ratios.loc["CNN", "hvp (recomputed graph) / gradient"]),
-        "ratio_cnn_cached": float(ratios.loc["CNN", "hvp (cached graph) / gradient"]),
-        "ratio_tiny_fresh": float(
-            ratios.loc["tiny MLP", "hvp (recomputed graph) / gradient"]
-        ),
-        "ratio_tiny_cached": float(
-            ratios.loc["tiny MLP", "hvp (cached graph) / gradient"]
-        ),
-        "cnn_gradient_ms": float(1e3 * timings.loc["CNN", "gradient"]),
-    }
-)
+notebook.glue_all(tour.timing_prose(design, timings))
 
 # %% [markdown]
 # On the CNN a product from scratch (forward pass, gradient with its graph, backward
@@ -292,40 +143,18 @@ notebook.glue_all(
 # products) and diagonalized exactly, in float64.
 
 # %%
-dense = hessian.exact_hessian(tiny_net, (tiny_x, tiny_y))  # float64, eval mode
+dense = hessian.exact_hessian(tiny_net, tiny_data)  # float64, eval mode
 eigenvalues = torch.linalg.eigvalsh(dense).flip(0)  # largest first
-tiny_op = hessian.HessianOperator(tiny_net, (tiny_x, tiny_y), dtype=torch.float64)
-probe = torch.randn(
-    tiny_op.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(seeds[0])
-)
-product_gap = float(
-    (tiny_op.matvec(probe) - dense @ probe).norm() / (dense @ probe).norm()
-)
+tiny_op = hessian.HessianOperator(tiny_net, tiny_data, dtype=torch.float64)
+generator = torch.Generator().manual_seed(seeds[0])
+probe = torch.randn(tiny_op.dim, dtype=torch.float64, generator=generator)
+exact = dense @ probe
+product_gap = float((tiny_op.matvec(probe) - exact).norm() / exact.norm())
 figure = plots.hessian_spectrum(eigenvalues.tolist())
 plots.save_figure(figure, "hessian_tiny_spectrum")
 
 # %% tags=["remove-input"]
-top = float(eigenvalues[0])
-dense_trace = float(dense.trace())
-zero_level = 1e-10 * float(
-    eigenvalues.abs().max()
-)  # as in the figure: rounding-level eigenvalues
-notebook.glue_all(
-    {
-        "tiny_width": tiny_width,
-        "product_gap": product_gap,
-        "tiny_top": top,
-        "tiny_second": float(eigenvalues[1]),
-        "tiny_min": float(eigenvalues[-1]),
-        "tiny_negative": int((eigenvalues < -zero_level).sum()),
-        "tiny_negative_share": float((eigenvalues < -zero_level).float().mean()),
-        "tiny_zero": int((eigenvalues.abs() <= zero_level).sum()),
-        "tiny_flat": tiny_width + 1,
-        "tiny_bulk_share": float((eigenvalues.abs() < 0.01 * top).float().mean()),
-        "tiny_trace": dense_trace,
-        "tiny_top10_share": float(eigenvalues[:10].sum() / dense_trace),
-    }
-)
+notebook.glue_all(tour.spectrum_prose(design, dense, eigenvalues, product_gap))
 
 # %% [markdown]
 # A product with the dense matrix and a Hessian-vector product from the operator agree to
@@ -370,58 +199,21 @@ notebook.glue_all(
 
 # %%
 tiny_matrix = hessian.MatrixOperator(dense)
-exact_top = eigenvalues[:top_k].tolist()
 threshold = 1e-3  # the error target of the table below
-convergence = {}
-for k in (1, top_k):
-    for method in ("lanczos", "power"):
-        convergence[(k, method)] = diag.eigen_convergence(
-            tiny_matrix,
-            exact_top[:k],
-            method=method,
-            seeds=seeds,
-            tol=1e-10,
-            max_iter=None if method == "lanczos" else 1000,
-        )
-figure, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-for axis, k in zip(axes, (1, top_k)):
-    plots.error_vs_matvecs(
-        {m: convergence[(k, m)] for m in ("lanczos", "power")},
-        axis=axis,
-        log_x=True,
-        ylabel="largest relative eigenvalue error",
-        title=f"top-{k}",
-        hline=threshold,
-    )
-plots.save_figure(figure, "hessian_eigen_convergence")
+convergence = {
+    (k, method): diag.eigen_convergence(
+        tiny_matrix, eigenvalues[:k].tolist(), method=method, seeds=seeds,
+        tol=1e-10, max_iter=None if method == "lanczos" else 1000)
+    for k in (1, top_k) for method in ("lanczos", "power")
+}
+tour.eigen_convergence_figure(convergence, threshold)
 
-# %% tags=["hide-input"]
-products_needed = pd.DataFrame(
-    {
-        f"top-{k} {method}": diag.matvecs_to_reach(frame, threshold)
-        for (k, method), frame in convergence.items()
-    }
-).T.rename(columns=lambda s: f"seed {s}")
-products_needed.insert(0, "median", products_needed.median(axis=1))
-notebook.show(products_needed)
+# %%
+needed = tour.products_needed(convergence, threshold)
+notebook.show(needed)
 
 # %% tags=["remove-input"]
-needed = products_needed["median"]
-notebook.glue_all(
-    {
-        "top_k": top_k,
-        "num_seeds": len(seeds),
-        "eig_threshold": threshold,
-        "need_top1_lanczos": float(needed["top-1 lanczos"]),
-        "need_top1_power": float(needed["top-1 power"]),
-        "need_topk_lanczos": float(needed[f"top-{top_k} lanczos"]),
-        "need_topk_power": float(needed[f"top-{top_k} power"]),
-        "topk_power_over_lanczos": float(
-            needed[f"top-{top_k} power"] / needed[f"top-{top_k} lanczos"]
-        ),
-        "tiny_gap_ratio": float(eigenvalues[1] / eigenvalues[0]),
-    }
-)
+notebook.glue_all(tour.eigen_prose(design, needed, eigenvalues, threshold))
 
 # %% [markdown]
 # To reach a relative error of {glue:text}`eig_threshold:.0e`, the median run needs
@@ -446,37 +238,16 @@ notebook.glue_all(
 # {glue:text}`num_seeds` seeds of the probes:
 
 # %%
-trace_frame = diag.trace_convergence(tiny_matrix, dense_trace, trace_budgets, seeds=seeds)
-figure = plots.error_vs_matvecs(
-    {m: trace_frame[trace_frame.method == m] for m in ("hutchinson", "hutch++")},
-    x="budget",
-    log_x=True,
-    ylabel="relative error of the trace",
-    xlabel="Hessian-vector products",
-    slopes={"∝ 1/√m": -0.5, "∝ 1/m": -1.0},
-)
-plots.save_figure(figure, "hessian_trace_convergence")
-trace_table = trace_frame.pivot_table(
-    index="budget", columns="method", values="error", aggfunc="median"
-)
+trace_frame = diag.trace_convergence(
+    tiny_matrix, float(dense.trace()), trace_budgets, seeds=seeds)
+tour.trace_figure(trace_frame)
+
+# %%
+trace_table = tour.trace_table(trace_frame)  # median error per budget
 notebook.show(trace_table)
 
 # %% tags=["remove-input"]
-small_budget, large_budget = min(trace_budgets), max(trace_budgets)
-notebook.glue_all(
-    {
-        "trace_small_budget": small_budget,
-        "trace_large_budget": large_budget,
-        "hutch_err_small": float(trace_table.loc[small_budget, "hutchinson"]),
-        "hutchpp_err_small": float(trace_table.loc[small_budget, "hutch++"]),
-        "hutch_err_large": float(trace_table.loc[large_budget, "hutchinson"]),
-        "hutchpp_err_large": float(trace_table.loc[large_budget, "hutch++"]),
-        "hutch_gain_large": float(
-            trace_table.loc[large_budget, "hutchinson"]
-            / trace_table.loc[large_budget, "hutch++"]
-        ),
-    }
-)
+notebook.glue_all(tour.trace_prose(design, trace_table))
 
 # %% [markdown]
 # With {glue:text}`trace_large_budget` products the median relative error is
@@ -503,51 +274,17 @@ notebook.glue_all(
 
 # %%
 density = hessian.spectral_density(
-    tiny_matrix, num_runs=slq_runs, num_steps=slq_steps, seed=seeds[0]
-)
-exact_density = diag.broadened_density(eigenvalues, density.grid, density.sigma)
-figure = plots.density_vs_histogram(
-    density.grid,
-    {
-        "SLQ estimate": density.density,
-        "exact eigenvalues, same broadening": exact_density,
-    },
-    eigenvalues.tolist(),
-)
-plots.save_figure(figure, "hessian_slq_density")
-moments = pd.DataFrame(
-    {
-        "SLQ": [density.moment(1), density.moment(2)],
-        "exact": [float(eigenvalues.mean()), float((eigenvalues**2).mean())],
-    },
-    index=["trace(H) / p", "trace(H²) / p"],
-)
+    tiny_matrix, num_runs=slq_runs, num_steps=slq_steps, seed=seeds[0])
+exact_density = diag.broadened_density(
+    eigenvalues, density.grid, density.sigma)
+tour.density_figure(density, exact_density, eigenvalues)
+
+# %%
+moments = tour.slq_moments(density, eigenvalues)
 notebook.show(moments)
 
 # %% tags=["remove-input"]
-grid_step = float(density.grid[1] - density.grid[0])
-notebook.glue_all(
-    {
-        "slq_runs": slq_runs,
-        "slq_steps": min(slq_steps, tiny_params),
-        "slq_matvecs": density.num_matvecs,
-        "slq_sigma": density.sigma,
-        "slq_l1": float((density.density - exact_density).abs().sum() * grid_step),
-        "slq_moment1_err": float(
-            abs(
-                moments.loc["trace(H) / p", "SLQ"] / moments.loc["trace(H) / p", "exact"]
-                - 1
-            )
-        ),
-        "slq_moment2_err": float(
-            abs(
-                moments.loc["trace(H²) / p", "SLQ"]
-                / moments.loc["trace(H²) / p", "exact"]
-                - 1
-            )
-        ),
-    }
-)
+notebook.glue_all(tour.slq_prose(nets, density, exact_density, moments))
 
 # %% [markdown]
 # With {glue:text}`slq_matvecs` products (width $\sigma =$ {glue:text}`slq_sigma:.2g`) the
@@ -575,45 +312,18 @@ notebook.glue_all(
 # different random batch:
 
 # %%
-full_top = hessian.top_eigenvalues(cnn, full_data, k=1, tol=tol, seed=seeds[0])
+full_top = hessian.top_eigenvalues(
+    cnn, full_data, k=1, tol=tol, seed=seeds[0])
 spread = diag.batch_eigenvalue_spread(
-    cnn, train_set, probe_batch_sizes, seeds, tol=tol, chunk_size=chunk_size
-)
-figure = plots.estimate_spread(
-    spread,
-    full_top.eigenvalues[0],
-    reference_label=f"all {num_hessian} training samples",
-    highlight=128 if 128 in probe_batch_sizes else None,
-)
-plots.save_figure(figure, "hessian_batch_spread")
-spread_table = spread.groupby("batch_size")["eigenvalue"].agg(
-    ["min", "median", "max", "std"]
-)
-spread_table["max / min"] = spread_table["max"] / spread_table["min"]
-spread_table["median / full"] = spread_table["median"] / full_top.eigenvalues[0]
+    cnn, train_set, probe_batch_sizes, seeds, tol=tol, chunk_size=chunk_size)
+tour.spread_figure(design, spread, full_top.eigenvalues[0])
+
+# %%
+spread_table = tour.spread_table(spread, full_top.eigenvalues[0])
 notebook.show(spread_table)
 
 # %% tags=["remove-input"]
-smallest_b, largest_b = min(probe_batch_sizes), max(probe_batch_sizes)
-ref_b = 128 if 128 in probe_batch_sizes else smallest_b
-notebook.glue_all(
-    {
-        "full_top": full_top.eigenvalues[0],
-        "full_top_matvecs": full_top.num_matvecs,
-        "tol": tol,
-        "ref_b": ref_b,
-        "smallest_b": smallest_b,
-        "largest_b": largest_b,
-        "ref_min": float(spread_table.loc[ref_b, "min"]),
-        "ref_max": float(spread_table.loc[ref_b, "max"]),
-        "ref_ratio": float(spread_table.loc[ref_b, "max / min"]),
-        "ref_bias": float(spread_table.loc[ref_b, "median / full"]),
-        "small_ratio": float(spread_table.loc[smallest_b, "max / min"]),
-        "small_bias": float(spread_table.loc[smallest_b, "median / full"]),
-        "large_ratio": float(spread_table.loc[largest_b, "max / min"]),
-        "large_bias": float(spread_table.loc[largest_b, "median / full"]),
-    }
-)
+notebook.glue_all(tour.spread_prose(design, spread_table, full_top))
 
 # %% [markdown]
 # On all {glue:text}`num_hessian` training samples the top eigenvalue is
@@ -643,58 +353,17 @@ notebook.glue_all(
 # objective SGD actually descended, and the whole set as one batch.
 
 # %%
-per_batch = diag.chunks(train_set.tensors, batch_size)
-modes = {
-    "eval mode (running statistics)": (full_data, True),
-    f"train mode, batches of {batch_size}": (per_batch, False),
-}
-if num_hessian <= chunk_size:
-    modes[f"train mode, one batch of {num_hessian}"] = (train_set.tensors, False)
-bn_rows = []
-for label, (samples, eval_mode) in modes.items():
-    result = (
-        full_top
-        if eval_mode
-        else hessian.top_eigenvalues(
-            cnn, samples, k=1, tol=tol, seed=seeds[0], eval_mode=False
-        )
-    )
-    bn_rows.append(
-        {
-            "mode": label,
-            "top eigenvalue": result.eigenvalues[0],
-            "products": result.num_matvecs,
-            "mean training loss": diag.mean_loss(cnn, samples, eval_mode=eval_mode),
-        }
-    )
-bn_table = pd.DataFrame(bn_rows).set_index("mode")
+rows = {}  # mode -> (top eigenvalue result, mean training loss)
+for label, (samples, eval_mode) in tour.bn_modes(design, full_data).items():
+    result = full_top if eval_mode else hessian.top_eigenvalues(
+        cnn, samples, k=1, tol=tol, seed=seeds[0], eval_mode=False)
+    loss = diag.mean_loss(cnn, samples, eval_mode=eval_mode)
+    rows[label] = result, loss
+bn_table = tour.bn_table(rows)
 notebook.show(bn_table)
 
 # %% tags=["remove-input"]
-train_label = f"train mode, batches of {batch_size}"
-bn_layers = sum(
-    isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in cnn.modules()
-)
-notebook.glue_all(
-    {
-        "batch_size": batch_size,
-        "bn_layers": bn_layers,
-        "bn_eval_top": float(bn_table.iloc[0]["top eigenvalue"]),
-        "bn_train_top": float(bn_table.loc[train_label, "top eigenvalue"]),
-        "bn_factor": float(
-            bn_table["top eigenvalue"].iloc[:2].max()
-            / bn_table["top eigenvalue"].iloc[:2].min()
-        ),
-        "bn_direction": (
-            "larger"
-            if bn_table.iloc[0]["top eigenvalue"]
-            > bn_table.loc[train_label, "top eigenvalue"]
-            else "smaller"
-        ),
-        "bn_eval_loss": float(bn_table.iloc[0]["mean training loss"]),
-        "bn_train_loss": float(bn_table.loc[train_label, "mean training loss"]),
-    }
-)
+notebook.glue_all(tour.bn_prose(nets, bn_table))
 
 # %% [markdown]
 # The network has {glue:text}`bn_layers` BN layers. Its mean training loss is
@@ -722,51 +391,15 @@ notebook.glue_all(
 # reference run at tolerance $10^{-6}$.
 
 # %%
-reference = hessian.top_eigenvalues(cnn, full_data, k=top_k, tol=1e-6, seed=seeds[-1])
+reference = hessian.top_eigenvalues(  # a tight reference for the errors
+    cnn, full_data, k=top_k, tol=1e-6, seed=seeds[-1])
 costs = diag.estimator_costs(
-    cnn,
-    full_data,
-    k=top_k,
-    tol=tol,
-    trace_matvecs=trace_matvecs,
-    seed=seeds[0],
-    reference=reference.eigenvalues,
-)
-costs["seconds per product"] = costs["seconds"] / costs["matvecs"]
-costs.set_index(["task", "method"]).rename(
-    columns={
-        "matvecs": "products",
-        "value": "top eigenvalue / trace",
-        "last_value": "k-th eigenvalue",
-        "std_error": "trace std. error",
-        "error": "relative error",
-    }
-).style.format(precision=3, na_rep="").format(
-    "{:.1e}", subset=["relative error"], na_rep=""
-)
+    cnn, full_data, k=top_k, tol=tol, trace_matvecs=trace_matvecs,
+    seed=seeds[0], reference=reference.eigenvalues)
+tour.cost_table(costs)
 
 # %% tags=["remove-input"]
-cost = costs.set_index(["task", "method"])
-topk = f"top-{top_k}"
-notebook.glue_all(
-    {
-        "trace_matvecs": trace_matvecs,
-        "reference_matvecs": reference.num_matvecs,
-        "cost_top1_lanczos": int(cost.loc[("top-1", "lanczos"), "matvecs"]),
-        "cost_top1_power": int(cost.loc[("top-1", "power"), "matvecs"]),
-        "cost_topk_lanczos": int(cost.loc[(topk, "lanczos"), "matvecs"]),
-        "cost_topk_power": int(cost.loc[(topk, "power"), "matvecs"]),
-        "sec_topk_lanczos": float(cost.loc[(topk, "lanczos"), "seconds"]),
-        "sec_topk_power": float(cost.loc[(topk, "power"), "seconds"]),
-        "err_topk_lanczos": float(cost.loc[(topk, "lanczos"), "error"]),
-        "err_topk_power": float(cost.loc[(topk, "power"), "error"]),
-        "sec_per_product": float(costs["seconds per product"].median()),
-        "cnn_trace": float(cost.loc[("trace", "hutch++"), "value"]),
-        "cnn_trace_se": float(cost.loc[("trace", "hutch++"), "std_error"]),
-        "cnn_trace_hutch": float(cost.loc[("trace", "hutchinson"), "value"]),
-        "cnn_trace_hutch_se": float(cost.loc[("trace", "hutchinson"), "std_error"]),
-    }
-)
+notebook.glue_all(tour.cost_prose(design, costs, reference))
 
 # %% [markdown]
 # A product over the whole training set takes about {glue:text}`sec_per_product:.2g` s

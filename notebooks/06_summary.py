@@ -35,7 +35,7 @@ if "google.colab" in sys.modules:
 # building the book from other runs changes it.
 
 # %% tags=["parameters", "hide-input"]
-verdicts_dir: str = ""  # folder of the verdict files ("": $LARGEBATCH_VERDICTS_DIR, else here)
+verdicts_dir: str = ""  # verdict dir; "": $LARGEBATCH_VERDICTS_DIR or cwd
 
 # %% tags=["remove-input"]
 from IPython.display import HTML

@@ -41,7 +41,9 @@ The notebook then reads::
     study.record_verdicts(tables)
 
 and :mod:`largebatch.studies.common` holds what the modules share. Chapter 01 is the
-exception: its code is what it teaches.
+exception: its code is what it teaches, so its calls to :mod:`largebatch.hessian` stay on
+the page and :mod:`largebatch.studies.hessian_tour` holds only the rest (its checked
+parameters, tables, figure assembly and glued numbers).
 
 Putting a chapter on the pattern (as 02-04 were): move its checks into
 ``Design.__post_init__`` (same messages: they name the parameter) and its configuration
