@@ -146,7 +146,7 @@ def metrics_vs_batch_size(summary: pd.DataFrame, metrics: Mapping[str, str], hue
 def input_curvature_panels(table: pd.DataFrame, num_classes: int) -> plt.Figure:
     """Input-Hessian spectra per network: sign of the curvature and number of nonzero eigenvalues.
 
-    ``table`` is ``largebatch.attack_study.input_curvature_table``'s output. Left: the
+    ``table`` is ``largebatch.studies.adversarial.input_curvature_table``'s output. Left: the
     smallest eigenvalue in units of the point's zero threshold (``min_eig / threshold``;
     the band ``[-1, 1]`` is numerically zero, below it the Hessian is indefinite). Right:
     the number of nonzero eigenvalues against the bound ``num_classes - 1`` of
