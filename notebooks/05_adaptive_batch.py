@@ -158,6 +158,9 @@ tables = study.tables(design)
 # %% tags=["remove-input"]
 notebook.glue_all(study.prose(tables))
 
+# %% [markdown]
+# How the runs of the seven methods ended:
+
 # %%
 study.status_table(tables)
 
