@@ -522,23 +522,25 @@ class Design:
         lr = f"{config.lr:g}" + (f" × B / {config.base_batch_size}" if config.lr_scaling == "linear" else "")
         if config.warmup_epochs:
             lr += f", warmup {config.warmup_epochs:g} epochs"
+        duration = f"{config.adaptive_duration} epoch" + ("s" if config.adaptive_duration != 1 else "")
         rules = {
             "none": "fixed",
             "growth": "doubles at epochs " + ", ".join(f"{m:g}" for m in config.growth_milestones),
             "noise_scale": f"doubles while B_simple ≥ 2 B (micro-batches of {config.micro_batch_size})",
-            "abs": f"doubles when the eigenvalue falls {config.adaptive_ratio:g}-fold or after "
-                   f"{config.adaptive_duration} epochs (estimate: {config.eigen_samples} samples, "
-                   f"≤ {config.eigen_iterations} products)",
+            "abs": f"doubles when the eigenvalue falls {config.adaptive_ratio:g}-fold, or after {duration}; "
+                   f"estimate on {config.eigen_samples} samples, ≤ {config.eigen_iterations} products",
         }
         rule = rules.get(controller, rules["abs"])
         if config.adversarial_fraction:
-            rule += f"; FGSM on {config.adversarial_fraction:.0%}, eps {config.adversarial_eps:g}"
+            rule += f"; FGSM on {config.adversarial_fraction:.0%} of samples, eps {config.adversarial_eps:g}"
         return {"method": label, "batch": batch, "learning rate": lr, "batch rule": rule}
 
     def table(self) -> Styler:
         """The design as the chapter shows it (the labels say what differs)."""
         styler = design_table(self.runs, self.bundle, fields=())
-        return styler.set_caption(f"{styler.caption}. Then ABS and ABSA again at the cheapest reliable estimate "
+        wrapped = [{"selector": f"td.col{index}", "props": "white-space: normal; min-width: 9em"}
+                   for index in (2, 3)]  # the learning rate and the batch rule wrap: the table fits the page
+        return styler.set_table_styles(wrapped, overwrite=False).set_caption(f"{styler.caption}. Then ABS and ABSA again at the cheapest reliable estimate "
                                   f"setting of the estimate study ({2 * len(self.seeds)} more runs).")
 
 
@@ -658,15 +660,23 @@ def tradeoff_figure(tables: Tables) -> None:
     plots.save_figure(figure, "adaptive_batch_tradeoff")
 
 
-def comparison_table(tables: Tables) -> Styler:
-    """D2: per method, mean ± standard error over seeds of every metric."""
+def _metrics_table(tables: Tables, metrics: list[str]) -> Styler:
     summary = tables.summary
     return notebook.show(pd.DataFrame({
         "method": summary["method"],
-        **{label: notebook.mean_sem(summary, metric, scale, digits)
-           for metric, (label, scale, digits) in METRICS.items()},
+        **{METRICS[metric][0]: notebook.mean_sem(summary, metric, *METRICS[metric][1:]) for metric in metrics},
         "seeds": summary["test_accuracy_n"],
     }))
+
+
+def comparison_table(tables: Tables) -> Styler:
+    """D2: per method, mean ± standard error over seeds of the accuracies and the final top eigenvalue."""
+    return _metrics_table(tables, ["test_accuracy", "robust_accuracy", "top_eigenvalue"])
+
+
+def cost_table(tables: Tables) -> Styler:
+    """D1, D3: per method, mean ± standard error over seeds of what the training cost."""
+    return _metrics_table(tables, ["updates", "gradient_evaluations", "wall_time_s", "final_batch"])
 
 
 def comparison_figure(tables: Tables) -> None:
@@ -677,7 +687,7 @@ def comparison_figure(tables: Tables) -> None:
         "updates": "parameter updates",
         "gradient_evaluations": "gradient evaluations",
         "top_eigenvalue": "final top Hessian eigenvalue",
-    })
+    }, columns=2)
     plots.save_figure(figure, "adaptive_batch_comparison")
 
 
