@@ -538,8 +538,10 @@ class Design:
     def table(self) -> Styler:
         """The design as the chapter shows it (the labels say what differs)."""
         styler = design_table(self.runs, self.bundle, fields=())
-        wrapped = [{"selector": f"td.col{index}", "props": "white-space: normal; min-width: 9em"}
-                   for index in (2, 3)]  # the learning rate and the batch rule wrap: the table fits the page
+        # the method, the learning rate and the batch rule wrap, so that the table fits the page
+        wrapped = [{"selector": f"td.col{index}", "props": f"white-space: normal; min-width: {width}em"}
+                   for index, width in ((0, 7), (2, 8), (3, 12))]
+        wrapped.append({"selector": "td, th", "props": "padding-right: 0.8em"})
         return styler.set_table_styles(wrapped, overwrite=False).set_caption(f"{styler.caption}. Then ABS and ABSA again at the cheapest reliable estimate "
                                   f"setting of the estimate study ({2 * len(self.seeds)} more runs).")
 
