@@ -542,8 +542,9 @@ class Design:
         wrapped = [{"selector": f"td.col{index}", "props": f"white-space: normal; min-width: {width}em"}
                    for index, width in ((0, 7), (2, 8), (3, 12))]
         wrapped.append({"selector": "td, th", "props": "padding-right: 0.8em"})
-        return styler.set_table_styles(wrapped, overwrite=False).set_caption(f"{styler.caption}. Then ABS and ABSA again at the cheapest reliable estimate "
-                                  f"setting of the estimate study ({2 * len(self.seeds)} more runs).")
+        caption = (f"{styler.caption}. Then ABS and ABSA again at the cheapest reliable estimate setting of the "
+                   f"estimate study ({2 * len(self.seeds)} more runs).")
+        return styler.set_table_styles(wrapped, overwrite=False).set_caption(caption)
 
 
 def design(namespace: Mapping[str, Any]) -> Design:
