@@ -78,7 +78,7 @@ if "google.colab" in sys.modules:
 # gradient graph of the eigenvalue sample). Accuracy evaluations are measurements, not
 # training cost, and are not counted; neither is the study of the estimate's reliability below.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 dataset: str = "mnist1d"  # data set: mnist1d (generated locally), mnist, fashion_mnist, cifar10, cifar100, svhn
 model: str = "mnist1d_cnn"  # network, one of largebatch.models.MODELS
 model_options: dict = {"width": 16}  # keyword options of the network (largebatch.models; {} for its defaults)
@@ -123,139 +123,8 @@ z_threshold: float = 2.0  # a difference counts when it is this many standard er
 num_threads: int = 1  # CPU threads for torch (1 is fastest for these small models; 0 keeps torch's default)
 augmentation: str = "none"  # training batches: none, or crop_flip (pad 4, random crop, flip)
 
-# %%
-import math
-
-import numpy as np
-import pandas as pd
-import torch
-
-from largebatch import absa_study, analysis, attack_study, data, experiments, notebook, plots
-
-notebook.check_parameters(globals())
-notebook.check_choice("dataset", dataset, data.DATASETS)
-notebook.check_choice("schedule", schedule, ["constant", "multistep"])
-notebook.check_positive("epochs", epochs)
-notebook.check_positive("attack_samples", attack_samples)
-notebook.check_positive("pgd_steps", pgd_steps)
-notebook.check_positive("accuracy_margin", accuracy_margin)
-notebook.check_positive("z_threshold", z_threshold)
-notebook.require(
-    len(set(seeds)) == len(seeds) >= 2 and min(seeds) >= 0,
-    f"parameter seeds needs at least two distinct seeds >= 0, got {seeds}",
-)
-notebook.require(
-    0 < noise_micro_batch < small_batch and small_batch % noise_micro_batch == 0,
-    f"parameter noise_micro_batch must divide small_batch ({small_batch}) at least twice, "
-    f"got {noise_micro_batch}",
-)
-notebook.require(
-    micro_batch_size >= 0,
-    f"parameter micro_batch_size must be >= 0, got {micro_batch_size}",
-)
-attack_study.check_epsilons(epsilons, reference_eps)
-notebook.require(
-    agreement_seed in seeds,
-    f"parameter agreement_seed must be one of seeds {seeds}, got {agreement_seed}",
-)
-notebook.require(
-    0 < min_agreement <= 1, f"parameter min_agreement must be in (0, 1], got {min_agreement}"
-)
-notebook.require(
-    eigen_samples in agreement_samples and eigen_iterations in agreement_products,
-    f"the reference setting (eigen_samples {eigen_samples}, eigen_iterations {eigen_iterations}) must be "
-    f"in the study's grid: agreement_samples {agreement_samples}, agreement_products {agreement_products}",
-)
-grid = absa_study.EstimateGrid(
-    samples=tuple(agreement_samples),
-    products=tuple(agreement_products),
-    repeats=agreement_repeats,
-    tol=eigen_tol,
-    tight_tol=agreement_tight_tol,
-)
-if num_threads > 0:
-    torch.set_num_threads(num_threads)
-
-base = experiments.RunConfig(
-    dataset=dataset,
-    model=model,
-    model_options=model_options,
-    num_samples=num_samples,
-    epochs=epochs,
-    lr=lr,
-    momentum=momentum,
-    weight_decay=weight_decay,
-    schedule=schedule,
-    milestones=tuple(milestones),
-    gamma=gamma,
-    batch_size=small_batch,
-    micro_batch_size=micro_batch_size or None,
-    hessian_top_k=1,
-    hessian_tol=hessian_tol,
-    augmentation=augmentation,
-)
-scaled = dict(lr_scaling="linear", base_batch_size=small_batch)
-controlled = dict(
-    max_batch_size=max_batch_size, increase_warmup_epochs=increase_warmup_epochs
-)
-eigen = dict(
-    adaptive_ratio=adaptive_ratio,
-    adaptive_duration=adaptive_duration,
-    eigen_samples=eigen_samples,
-    eigen_iterations=eigen_iterations,
-    eigen_tol=eigen_tol,
-    **scaled,
-    **controlled,
-)
-ABS, ABSA = (f"{name} ({eigen_samples} × {eigen_iterations})" for name in ("ABS", "ABSA"))
-METHODS = {  # label -> configuration at seed 0; the order of every table and figure
-    "small batch": base,
-    "large batch, no scaling": base.replace(batch_size=max_batch_size),
-    "large batch, linear + warmup": base.replace(
-        batch_size=max_batch_size, warmup_epochs=warmup_epochs, **scaled
-    ),
-    "batch growth": base.replace(
-        batch_size_controller="growth",
-        growth_milestones=tuple(growth_milestones),
-        schedule="constant",
-        milestones=(),
-        **controlled,
-    ),
-    "noise scale": base.replace(
-        batch_size_controller="noise_scale",
-        micro_batch_size=noise_micro_batch,
-        **scaled,
-        **controlled,
-    ),
-    ABS: base.replace(batch_size_controller="abs", **eigen),
-    ABSA: base.replace(
-        batch_size_controller="absa",
-        adversarial_fraction=adversarial_fraction,
-        adversarial_eps=adversarial_eps,
-        **eigen,
-    ),
-}
-runs = {
-    label: [config.replace(seed=seed) for seed in seeds]
-    for label, config in METHODS.items()
-}
-bundle = experiments.validate(METHODS[ABSA])
-for config in METHODS.values():
-    experiments.validate(config, bundle)
-notebook.require(
-    max(agreement_samples) <= bundle.num_train,
-    f"parameter agreement_samples must be <= the training set size {bundle.num_train}, "
-    f"got {agreement_samples}",
-)
-experiments.build_model(base, bundle)  # fails here on bad model options
-print(
-    f"{bundle.name}: {bundle.num_train} training and {bundle.num_test} test samples; "
-    f"{sum(len(c) for c in runs.values())} training runs, then two more methods "
-    f"({2 * len(seeds)} runs) at the estimate setting chosen below"
-)
-
 # %% [markdown]
-# ## The runs
+# ## The design
 #
 # Seven methods, {glue:text}`num_seeds` seeds each, all for {glue:text}`epochs` epochs from the
 # same initializations: the small-batch baseline ($B =$ {glue:text}`small_batch`,
@@ -271,45 +140,29 @@ print(
 # ({glue:text}`eigen_samples` × {glue:text}`eigen_iterations`)"). ABSA starts with a share
 # {glue:text}`adversarial_fraction:.2f` of every micro-batch replaced by FGSM examples of radius
 # {glue:text}`adversarial_eps:.2f` (input units).
-
-# %% tags=["remove-input"]
-notebook.glue_all(
-    {
-        "num_seeds": len(seeds),
-        "epochs": epochs,
-        "small_batch": small_batch,
-        "max_batch": max_batch_size,
-        "lr": lr,
-        "large_lr": lr * max_batch_size / small_batch,
-        "warmup_epochs": warmup_epochs,
-        "growth_milestones_text": ", ".join(f"{m:g}" for m in growth_milestones),
-        "eigen_samples": eigen_samples,
-        "eigen_iterations": eigen_iterations,
-        "adaptive_ratio": adaptive_ratio,
-        "adversarial_fraction": adversarial_fraction,
-        "adversarial_eps": adversarial_eps,
-        "reference_eps": reference_eps,
-        "noise_micro_batch": noise_micro_batch,
-        "pgd_steps": pgd_steps,
-        "attack_samples": min(attack_samples, bundle.num_test),
-        "accuracy_margin_points": 100 * accuracy_margin,
-        "min_update_saving": min_update_saving,
-        "abs_min_update_saving": abs_update_saving,
-        "z_threshold": z_threshold,
-        "min_agreement_points": 100 * min_agreement,
-        "agreement_repeats": agreement_repeats,
-        "agreement_seed": agreement_seed,
-        "agreement_samples_text": ", ".join(str(n) for n in grid.samples),
-        "agreement_products_text": ", ".join(str(n) for n in grid.products),
-        "agreement_tight_tol": agreement_tight_tol,
-        "adaptive_duration": adaptive_duration,
-    }
-)
+#
+# The parameters above (collapsed; papermill replaces them) make the runs below. Every
+# configuration is trained once and cached; so are the estimate study's measurements and the
+# attacks on every trained network.
 
 # %%
-records = {label: experiments.sweep(configs) for label, configs in runs.items()}
-statuses = pd.Series([r["status"] for rs in records.values() for r in rs], name="status")
-notebook.show(statuses.value_counts().reset_index())
+from largebatch import notebook
+from largebatch.studies import adaptive_batch as study
+
+design = study.design(globals())
+design.table()
+
+# %%
+tables = study.tables(design)
+
+# %% tags=["remove-input"]
+notebook.glue_all(study.prose(tables))
+
+# %% [markdown]
+# How the runs of the seven methods ended:
+
+# %%
+study.status_table(tables)
 
 # %% [markdown]
 # (fig-d-estimate)=
@@ -331,46 +184,10 @@ notebook.show(statuses.value_counts().reset_index())
 # cheapest reliable setting (cost of one estimate: samples × (1 + 2 × products used)).
 
 # %%
-reference_abs = runs[ABS][seeds.index(agreement_seed)]
-measured = absa_study.measure_estimates(reference_abs, grid)
-agreement = absa_study.decision_agreement(measured, grid.products, adaptive_ratio)
-chosen = absa_study.cheapest_reliable(agreement, min_agreement)
-CHEAP = (int(chosen["samples"]), int(chosen["max_products"]))
-ABS_CHEAP, ABSA_CHEAP = (f"{name} ({CHEAP[0]} × {CHEAP[1]})" for name in ("ABS", "ABSA"))
-figure = absa_study.agreement_figure(
-    agreement,
-    min_agreement,
-    {
-        f"reference ({eigen_samples} × {eigen_iterations})": (eigen_samples, eigen_iterations),
-        f"chosen ({CHEAP[0]} × {CHEAP[1]})": CHEAP,
-    },
-)
-plots.save_figure(figure, "adaptive_batch_estimate_agreement")
+study.agreement_figure(tables)
 
-# %% tags=["hide-input"]
-notebook.show(absa_study.agreement_table(agreement))
-
-# %% tags=["remove-input"]
-reference_row = absa_study.setting(agreement, eigen_samples, eigen_iterations)
-tight_row = agreement[agreement["estimate"] == "tight"].iloc[0]
-notebook.glue_all(
-    {
-        "agreement_pairs": int(chosen["pairs"]),
-        "agreement_doubling_pairs": int(chosen["doubling_pairs"]),
-        "agreement_weights": len(measured["epochs"]),
-        "chosen_samples": CHEAP[0],
-        "chosen_products": CHEAP[1],
-        "chosen_reliable": "reaches" if chosen["reliable"] else "does not reach (none does; it is the most agreeing)",
-        "chosen_agreement_points": 100 * chosen["agreement"],
-        "chosen_cost": chosen["gradient_evaluations"],
-        "reference_agreement_points": 100 * reference_row["agreement"],
-        "reference_cost": reference_row["gradient_evaluations"],
-        "tight_cost": tight_row["gradient_evaluations"],
-        "lowest_agreement_points": 100 * agreement["agreement"].min(),
-        "closest_ratio": absa_study.closest_tight_ratio(measured, adaptive_ratio),
-        "threshold_ratio": 1 / adaptive_ratio,
-    }
-)
+# %%
+study.agreement_table(tables)
 
 # %% [markdown]
 # Over the weights after {glue:text}`agreement_weights` epochs ({glue:text}`agreement_pairs`
@@ -388,13 +205,6 @@ notebook.glue_all(
 # about weights whose eigenvalue ratio sits at the threshold, where any estimate short of the
 # tight one is close to a coin flip.
 
-# %%
-cheap = dict(eigen_samples=CHEAP[0], eigen_iterations=CHEAP[1])
-runs[ABS_CHEAP] = [config.replace(**cheap) for config in runs[ABS]]
-runs[ABSA_CHEAP] = [config.replace(**cheap) for config in runs[ABSA]]
-for label in (ABS_CHEAP, ABSA_CHEAP):
-    records[label] = experiments.sweep(runs[label])  # the same runs when CHEAP is the reference setting
-
 # %% [markdown]
 # ## What the controllers did
 #
@@ -402,11 +212,7 @@ for label in (ABS_CHEAP, ABSA_CHEAP):
 # estimate settings (first seed; the lines coincide where both settings made the same choices).
 
 # %%
-first = {
-    label: experiments.history(records[label][0]) for label in (ABS, ABS_CHEAP, ABSA, ABSA_CHEAP)
-}
-figure = plots.adaptive_schedules(first, {"eigenvalue": "estimate"})
-plots.save_figure(figure, "adaptive_batch_schedules")
+study.schedules_figure(tables)
 
 # %% [markdown]
 # (fig-d1)=
@@ -417,11 +223,7 @@ plots.save_figure(figure, "adaptive_batch_schedules")
 # its curve lies to the left.
 
 # %%
-figure = plots.tradeoff_curves(
-    {label: [experiments.history(r) for r in rs] for label, rs in records.items()},
-    {"step": "parameter updates", "gradient_evaluations": "gradient evaluations"},
-)
-plots.save_figure(figure, "adaptive_batch_tradeoff")
+study.tradeoff_figure(tables)
 
 # %% [markdown]
 # (fig-d2)=
@@ -432,71 +234,16 @@ plots.save_figure(figure, "adaptive_batch_tradeoff")
 # $\epsilon =$ {glue:text}`reference_eps:.2f` (input units). The top Hessian eigenvalue is the
 # final weights' (full training set, Lanczos, eval mode); the wall time is the training time
 # (eigenvalue estimates and attack generation included, evaluation passes excluded) on this
-# machine. Mean ± standard error over seeds.
-
-# %% tags=["hide-input"]
-rows = []
-for label, rs in records.items():
-    for config, r in zip(runs[label], rs):
-        curve = attack_study.robust_curve(
-            config, epsilons, "pgd", num_points=attack_samples, steps=pgd_steps
-        )
-        rows.append(
-            {
-                "method": label,
-                "seed": r["config"]["seed"],
-                "status": r["status"],
-                "test_accuracy": r["final"].get("test_accuracy", math.nan),
-                "robust_accuracy": float(
-                    curve.loc[
-                        np.isclose(curve["epsilon"], reference_eps), "accuracy"
-                    ].iloc[0]
-                ),
-                "updates": r["final"]["steps"],
-                "gradient_evaluations": r["history"][-1]["gradient_evaluations"],
-                "wall_time_s": r["epoch_wall_time_s"][-1],
-                "final_batch": r["history"][-1]["batch_size"],
-                "top_eigenvalue": r["final"].get("hessian_top_eigenvalue", math.nan),
-            }
-        )
-per_run = pd.DataFrame(rows)
-METRICS = {
-    "test_accuracy": ("test accuracy (%)", 100, 1),
-    "robust_accuracy": ("PGD robust accuracy (%)", 100, 1),
-    "updates": ("parameter updates", 1, 0),
-    "gradient_evaluations": ("gradient evaluations (thousands)", 1e-3, 0),
-    "wall_time_s": ("training wall time (s)", 1, 1),
-    "top_eigenvalue": ("final top eigenvalue", 1, 2),
-    "final_batch": ("final batch", 1, 0),
-}
-summary = analysis.seed_summary(per_run, "method", list(METRICS))
-
-
-table = pd.DataFrame(
-    {
-        "method": summary["method"],
-        **{
-            label: notebook.mean_sem(summary, metric, scale, digits)
-            for metric, (label, scale, digits) in METRICS.items()
-        },
-        "seeds": summary["test_accuracy_n"],
-    }
-)
-notebook.show(table)
+# machine. Mean ± standard error over seeds: first the accuracies and the curvature, then the cost.
 
 # %%
-figure = plots.rows_with_error_bars(
-    summary,
-    "method",
-    {
-        "test_accuracy": "test accuracy",
-        "robust_accuracy": f"PGD robust accuracy (eps {reference_eps:g})",
-        "updates": "parameter updates",
-        "gradient_evaluations": "gradient evaluations",
-        "top_eigenvalue": "final top Hessian eigenvalue",
-    },
-)
-plots.save_figure(figure, "adaptive_batch_comparison")
+study.comparison_table(tables)
+
+# %%
+study.cost_table(tables)
+
+# %%
+study.comparison_figure(tables)
 
 # %% [markdown]
 # ## Verdicts
@@ -516,141 +263,8 @@ plots.save_figure(figure, "adaptive_batch_comparison")
 #   passes the same within-1-point test *and* it spends fewer gradient evaluations (ratio of
 #   means above 1).
 
-
 # %%
-def values(label: str, metric: str) -> list[float]:
-    return per_run.loc[per_run["method"] == label, metric].tolist()
-
-
-def within_margin(claim: str, treated: str, reference: str) -> analysis.Verdict:
-    return analysis.margin_verdict(
-        claim,
-        values(treated, "test_points"),
-        values(reference, "test_points"),
-        quantity=f"test accuracy of {treated} vs {reference}",
-        margin=100 * accuracy_margin,
-        z=z_threshold,
-        unit=" points",
-        setting=f"accuracy: {treated} vs {reference}",
-    )
-
-
-def saving(
-    claim: str, more: str, fewer: str, metric: str, min_ratio: float
-) -> analysis.Verdict:
-    name = metric.replace("_", " ")
-    return analysis.ratio_verdict(
-        claim,
-        values(more, metric),
-        values(fewer, metric),
-        min_ratio=min_ratio,
-        quantity=f"{name} of {more} / {fewer}",
-        setting=f"{name}: {more} / {fewer}",
-    )
-
-
-def evidence(parts: list[analysis.Verdict]) -> str:
-    return "; ".join(f"{p.setting}: {p.evidence}, {p.outcome}" for p in parts)
-
-
-per_run["log_eigenvalue"] = np.log(per_run["top_eigenvalue"])
-per_run["test_points"] = 100 * per_run["test_accuracy"]
-per_run["robust_points"] = 100 * per_run["robust_accuracy"]
-d1_parts = [
-    within_margin("D1", ABSA, "small batch"),
-    saving("D1", "small batch", ABSA, "updates", min_update_saving),
-]
-d2_parts = [
-    within_margin("D2", ABS, "small batch"),
-    saving("D2", "small batch", ABS, "updates", abs_update_saving),
-    analysis.margin_verdict(
-        "D2",
-        values(ABSA, "log_eigenvalue"),
-        values(ABS, "log_eigenvalue"),
-        quantity="log final top eigenvalue",
-        higher_is_better=False,
-        z=z_threshold,
-        setting="log eigenvalue: ABSA vs ABS",
-    ),
-    analysis.margin_verdict(
-        "D2",
-        values(ABSA, "robust_points"),
-        values(ABS, "robust_points"),
-        quantity="PGD robust accuracy",
-        z=z_threshold,
-        unit=" points",
-        setting="robust accuracy: ABSA vs ABS",
-    ),
-]
-d3_parts = [
-    part
-    for cheaper in ("batch growth", "noise scale")
-    for part in (
-        within_margin("D3", ABSA_CHEAP, cheaper),
-        saving("D3", cheaper, ABSA_CHEAP, "gradient_evaluations", 1.0),
-    )
-]
-d1, d2, d3 = (
-    analysis.combine_verdicts(claim, parts)
-    for claim, parts in (("D1", d1_parts), ("D2", d2_parts), ("D3", d3_parts))
-)
-analysis.record_verdicts(
-    "05_adaptive_batch", [*d1_parts, d1, *d2_parts, d2, *d3_parts, d3], seeds
-)
-
-# %% tags=["remove-input"]
-means = summary.set_index("method")
-glued = {
-    "verdict_d1": d1.outcome,
-    "verdict_d2": d2.outcome,
-    "verdict_d3": d3.outcome,
-    "d1_evidence": evidence(d1_parts),
-    "d2_evidence": evidence(d2_parts),
-    "d3_evidence": evidence(d3_parts),
-}
-for label, key in [
-    ("small batch", "small"),
-    ("large batch, no scaling", "large"),
-    ("large batch, linear + warmup", "goyal"),
-    ("batch growth", "growth"),
-    ("noise scale", "noise"),
-    (ABS, "abs"),
-    (ABSA, "absa"),
-    (ABS_CHEAP, "abs_cheap"),
-    (ABSA_CHEAP, "absa_cheap"),
-]:
-    glued.update(
-        {f"{key}_{metric}": means.loc[label, f"{metric}_mean"] for metric in METRICS}
-    )
-    glued[f"{key}_acc_points"] = 100 * means.loc[label, "test_accuracy_mean"]
-    glued[f"{key}_robust_points"] = 100 * means.loc[label, "robust_accuracy_mean"]
-    glued[f"{key}_gev_millions"] = 1e-6 * means.loc[label, "gradient_evaluations_mean"]
-for label, key in [
-    (ABS, "abs"),
-    (ABSA, "absa"),
-    (ABS_CHEAP, "abs_cheap"),
-    (ABSA_CHEAP, "absa_cheap"),
-    ("batch growth", "growth"),
-    ("noise scale", "noise"),
-]:
-    glued[f"{key}_update_saving"] = (
-        means.loc["small batch", "updates_mean"] / means.loc[label, "updates_mean"]
-    )
-    glued[f"{key}_gev_ratio"] = (
-        means.loc[label, "gradient_evaluations_mean"]
-        / means.loc["small batch", "gradient_evaluations_mean"]
-    )
-growth_schedule = list(experiments.history(records["batch growth"][0])["batch_size"])
-causes = [absa_study.doubling_causes(r) for label in (ABS, ABSA) for r in records[label]]
-glued["ratio_doublings"] = sum(c["ratio"] for c in causes)
-glued["duration_doublings"] = sum(c["duration"] for c in causes)
-glued["eigen_runs"] = len(records[ABS]) + len(records[ABSA])
-glued["eigen_runs_like_growth"] = sum(
-    list(experiments.history(r)["batch_size"]) == growth_schedule
-    for label in (ABS, ABSA)
-    for r in records[label]
-)
-notebook.glue_all(glued)
+study.record_verdicts(tables)
 
 # %% [markdown]
 # **Measured.** The small-batch baseline reaches {glue:text}`small_acc_points:.1f`% test

@@ -22,9 +22,10 @@ import torch
 from fakedata import make_idx_set, write_cifar10, write_svhn
 from torch.utils.data import TensorDataset
 
-from largebatch import (analysis, attack_study, attacks, data, experiments, experiments_cli, hessian, landscape,
+from largebatch import (analysis, attacks, data, experiments, experiments_cli, hessian, landscape,
                         models, notebook, reproduce, train)
 from largebatch.config import ConfigError, RunConfig
+from largebatch.studies import adversarial
 
 TINY = RunConfig(num_samples=200, model="mnist1d_mlp", model_options={"width": 8}, batch_size=32,
                  epochs=1, lr=0.05)
@@ -237,8 +238,8 @@ ROWS = [
         "holds run k256 3 times"),
     Row("analysis", "batch_size_sweep(config, [32], seeds=[0, 0])",
         lambda t: analysis.batch_size_sweep(TINY, [32], [0, 0]), ConfigError, "seeds must be distinct"),
-    Row("attack_study", "scaling_grid(config, [16, 32], seeds=[1, 1])",
-        lambda t: attack_study.scaling_grid(TINY, [16, 32], [1, 1]), ConfigError, "seeds must be distinct"),
+    Row("studies.adversarial", "scaling_grid(config, [16, 32], seeds=[1, 1])",
+        lambda t: adversarial.scaling_grid(TINY, [16, 32], [1, 1]), ConfigError, "seeds must be distinct"),
     # 3. one cache folder, named once
     Row("experiments CLI", "LARGEBATCH_CACHE_DIR='' verify",
         lambda t: _with_env("LARGEBATCH_CACHE_DIR", "", lambda: experiments_cli.main(["verify"])), SystemExit,

@@ -15,11 +15,12 @@ from pandas.io.formats.style import Styler
 
 from largebatch import claims, reproduce
 from largebatch.config import ConfigError, RunConfig
-from largebatch.studies import adversarial, sharp_minima, train_longer
+from largebatch.studies import adaptive_batch, adversarial, sharp_minima, train_longer
 from largebatch.studies.common import LabelledRun, design_table, parameters
 
 ROOT = Path(__file__).resolve().parents[1]
-STUDIES = {"02_sharp_minima": sharp_minima, "03_train_longer": train_longer, "04_adversarial": adversarial}
+STUDIES = {"02_sharp_minima": sharp_minima, "03_train_longer": train_longer, "04_adversarial": adversarial,
+           "05_adaptive_batch": adaptive_batch}
 GLUED = re.compile(r"\{glue:text\}`(\w+)")
 
 
@@ -59,6 +60,19 @@ def test_design_fields_are_the_notebook_parameters(chapter):
     ("04_adversarial", {"epsilons": [0.1, 0.2], "reference_eps": 0.1}, "parameter epsilons must include 0"),
     ("04_adversarial", {"curvature_activations": ["tanh", "relu"]}, "parameter curvature_activations must start"),
     ("04_adversarial", {"batch_sizes": [16, 4096]}, "batch_size must be <= the training set size"),
+    ("05_adaptive_batch", {"schedule": "cosine"}, "parameter schedule must be one of"),
+    ("05_adaptive_batch", {"seeds": [0]}, "parameter seeds needs at least two distinct seeds"),
+    ("05_adaptive_batch", {"noise_micro_batch": 5}, "parameter noise_micro_batch must divide small_batch (16)"),
+    ("05_adaptive_batch", {"micro_batch_size": -1}, "parameter micro_batch_size must be >= 0"),
+    ("05_adaptive_batch", {"epsilons": [0.0, 0.2]}, "parameter reference_eps must be one of epsilons"),
+    ("05_adaptive_batch", {"agreement_seed": 7}, "parameter agreement_seed must be one of seeds"),
+    ("05_adaptive_batch", {"min_agreement": 1.5}, "parameter min_agreement must be in (0, 1]"),
+    ("05_adaptive_batch", {"eigen_iterations": 3}, "must be in the study's grid: agreement_samples"),
+    ("05_adaptive_batch", {"agreement_repeats": 1}, "parameter agreement_repeats must be >= 2"),
+    ("05_adaptive_batch", {"agreement_tight_tol": 0.5}, "parameter agreement_tight_tol must be in (0, eigen_tol"),
+    ("05_adaptive_batch", {"agreement_products": [0, 5]}, "parameter agreement_products must be positive"),
+    ("05_adaptive_batch", {"agreement_samples": [128, 100000]}, "parameter agreement_samples must be <= the training"),
+    ("05_adaptive_batch", {"max_batch_size": 16384}, "must be <= the training set size"),
 ])
 def test_bad_parameters_fail_with_the_parameter_named(chapter, changes, message):
     with pytest.raises(ConfigError) as failure:
@@ -97,6 +111,15 @@ def test_the_quick_designs_of_the_chapters():
     design = adversarial.design(namespace("04_adversarial", profile="quick"))
     assert len(design.training_runs) == 40
     assert len(sharp_minima.design(namespace("02_sharp_minima", profile="quick")).runs) == 36
+    design = adaptive_batch.design(namespace("05_adaptive_batch", profile="quick"))
+    assert len(design.runs) == 21 and len({r.config.key() for r in design.runs}) == 21
+    frame = design.table().data
+    assert list(frame.columns) == ["method", "batch", "learning rate", "batch rule", "seeds"] and len(frame) == 7
+    assert list(frame["method"])[-2:] == ["ABS (128 × 10)", "ABSA (128 × 10)"]
+    cheap = design.cheap_configs(128, 5)
+    assert list(cheap) == ["ABS (128 × 5)", "ABSA (128 × 5)"]
+    assert [c.eigen_iterations for c in cheap["ABS (128 × 5)"]] == [5, 5, 5]
+    assert list(design.cheap_configs(128, 10)) == [design.abs, design.absa]  # the reference setting: the same runs
 
 
 @pytest.mark.slow

@@ -62,12 +62,11 @@ WIDTHS = (1280, 390)  # viewport widths (CSS px): a laptop, a phone
 VIEWPORT_HEIGHT = 1000
 MAX_SCREENSHOT_HEIGHT = 16000  # px: Chromium's largest texture; a longer page comes in parts
 # Chapters' visible code lines at most (pattern of the page path -> lines), and no code line wider
-# than its column there. Chapters on the study pattern have 40; 01, a tour of the Hessian API whose
-# code is what it teaches, 120; 05 is reported until it is rewritten.
+# than its column there: chapters on the study pattern (00, 02-06) 40; 01, a tour of the Hessian API
+# whose code is what it teaches, 120.
 CODE_BUDGETS = {
-    "notebooks/0[0234]_*": 40,
+    "notebooks/0[02-6]_*": 40,
     "notebooks/01_*": 120,
-    "notebooks/06_*": 40,
 }
 CELL_BUDGETS = {"notebooks/06_*": 6}  # table cells of these pages: lines of their own text at most
 # Open every <details>, then the tallest table cells, in lines of each cell's own text.

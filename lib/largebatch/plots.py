@@ -146,7 +146,7 @@ def metrics_vs_batch_size(summary: pd.DataFrame, metrics: Mapping[str, str], hue
 def input_curvature_panels(table: pd.DataFrame, num_classes: int) -> plt.Figure:
     """Input-Hessian spectra per network: sign of the curvature and number of nonzero eigenvalues.
 
-    ``table`` is ``largebatch.attack_study.input_curvature_table``'s output. Left: the
+    ``table`` is ``largebatch.studies.adversarial.input_curvature_table``'s output. Left: the
     smallest eigenvalue in units of the point's zero threshold (``min_eig / threshold``;
     the band ``[-1, 1]`` is numerically zero, below it the Hessian is indefinite). Right:
     the number of nonzero eigenvalues against the bound ``num_classes - 1`` of
@@ -440,24 +440,31 @@ def distance_curves(curves: Mapping[str, pd.DataFrame], fits: Mapping[str, tuple
     return fig
 
 
-def rows_with_error_bars(summary: pd.DataFrame, label: str, metrics: Mapping[str, str]) -> plt.Figure:
+def rows_with_error_bars(summary: pd.DataFrame, label: str, metrics: Mapping[str, str],
+                         columns: int | None = None) -> plt.Figure:
     """One panel per metric, one horizontal error bar (mean ± standard error) per table row.
 
     ``summary`` holds a ``label`` column naming the rows (drawn top to bottom in order)
     and ``<stem>_mean`` / ``<stem>_sem`` columns for every stem of ``metrics`` (which maps
-    the stem to its axis label).
+    the stem to its axis label). The panels fill ``columns`` per row (default: all in one).
     """
+    import math
+
     import numpy as np
 
     use_style()
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics) + 2.0, 0.45 * len(summary) + 1.4),
+    columns = columns or len(metrics)
+    rows = math.ceil(len(metrics) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns + 2.0, rows * (0.45 * len(summary) + 1.4)),
                              squeeze=False, sharey=True)
     positions = np.arange(len(summary))[::-1]
-    for axis, (metric, axis_label) in zip(axes[0], metrics.items()):
+    for axis, (metric, axis_label) in zip(axes.flat, metrics.items()):
         sem = np.nan_to_num(summary[f"{metric}_sem"].to_numpy(dtype=float), nan=0.0)
         axis.errorbar(summary[f"{metric}_mean"], positions, xerr=sem, fmt="o", markersize=4, capsize=3)
         axis.set_xlabel(axis_label)
         axis.grid(axis="y", visible=False)
+    for axis in list(axes.flat)[len(metrics):]:
+        axis.set_visible(False)
     axes[0][0].set_yticks(positions, summary[label].tolist())
     fig.tight_layout()
     return fig

@@ -2,7 +2,7 @@
 
 A chapter notebook is an argument: question, design, figure, verdict. What it computes
 lives here, in a module named after the chapter (``sharp_minima``, ``train_longer``,
-``adversarial``), so that a reader who knows one knows all:
+``adversarial``, ``adaptive_batch``), so that a reader who knows one knows all:
 
 ``CHAPTER``
     the chapter's name (its notebook and verdict file).
@@ -45,7 +45,7 @@ exception: its code is what it teaches, so its calls to :mod:`largebatch.hessian
 the page and :mod:`largebatch.studies.hessian_tour` holds only the rest (its checked
 parameters, tables, figure assembly and glued numbers).
 
-Putting a chapter on the pattern (as 02-04 were): move its checks into
+Putting a chapter on the pattern (as 02-05 were): move its checks into
 ``Design.__post_init__`` (same messages: they name the parameter) and its configuration
 assembly into ``Design`` properties, keeping every ``RunConfig`` and every
 :func:`largebatch.analysis.measure` name as it was, so that the cache keys and the
