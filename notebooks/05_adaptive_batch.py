@@ -248,7 +248,9 @@ study.comparison_figure(tables)
 # %% [markdown]
 # ## Verdicts
 #
-# Criteria, fixed before the runs (standard errors over seeds, Welch's):
+# Criteria, fixed before the runs (standard errors of the per-seed differences: every method starts
+# from the seed's initialization and data order, so the accuracy, eigenvalue and robustness tests are
+# paired by seed):
 #
 # * **D1**: ABSA's (reference estimate setting) mean test accuracy is not below the small-batch baseline's by
 #   {glue:text}`accuracy_margin_points:.1f` point or more (the difference plus the margin exceeds

@@ -1,4 +1,4 @@
-"""Leave-one-seed-out stability of chapters 02-04 (largebatch.studies): each study's verdicts are
+"""Leave-one-seed-out stability of chapters 02-05 (largebatch.studies): each study's verdicts are
 recomputed from its tables restricted to the kept seeds, on small synthetic tables (no training)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from largebatch import analysis, claims
-from largebatch.studies import adversarial, sharp_minima, train_longer
+from largebatch.studies import adaptive_batch, adversarial, sharp_minima, train_longer
 from largebatch.studies.common import restrict_to_seeds
 from test_studies import namespace
 
@@ -246,3 +246,54 @@ def test_four_seeds_of_tiny_runs_give_one_omission_per_seed(chapter, study, tmp_
     rows = _recorded(chapter, tables, study, tmp_path / "verdicts", monkeypatch)
     assert all(r["stability"]["status"] == analysis.NOT_APPLICABLE for r in rows if r["claim"] == "A3")
     _one_omission_per_seed([r for r in rows if r["claim"] != "A3"], seeds)
+
+
+# ------------------------------------------------------------------ chapter 05
+
+
+def _adaptive_batch_tables() -> adaptive_batch.Tables:
+    design = adaptive_batch.design(namespace(adaptive_batch.CHAPTER, seeds=SEEDS))
+    chosen = pd.Series({"estimate": "sampled", "samples": 32, "max_products": 3, "agreement": 1.0,
+                        "gradient_evaluations": 1000.0, "reliable": True})
+    methods = [adaptive_batch.SMALL, adaptive_batch.GROWTH, adaptive_batch.NOISE, design.abs, design.absa,
+               adaptive_batch.method_label("ABSA", 32, 3)]
+    assert len(set(methods)) == len(methods)
+    rows = []
+    for index, method in enumerate(methods):
+        for seed in SEEDS:
+            luck = _rng(seed).normal(0, 0.02)  # the seed's initialization, shared by every method
+            own = _rng(100 * index + seed).normal(0, 0.002)
+            rows.append({"method": method, "seed": seed, "test_accuracy": 0.9 - 0.005 * (index > 0) + luck + own,
+                         "robust_accuracy": 0.5 + luck + own, "updates": 1000.0 / (1 + index),
+                         "gradient_evaluations": 5e4 * (1 + index) + own, "wall_time_s": 1.0,
+                         "top_eigenvalue": float(np.exp(1.0 - 0.1 * index + luck)), "final_batch": 64})
+    per_run = pd.DataFrame(rows)
+    summary = analysis.seed_summary(per_run, "method", list(adaptive_batch.METRICS))
+    per_run = per_run.assign(log_eigenvalue=np.log(per_run["top_eigenvalue"]),
+                             test_points=100 * per_run["test_accuracy"],
+                             robust_points=100 * per_run["robust_accuracy"])
+    return adaptive_batch.Tables(design, {}, {}, pd.Series(["completed"]), {"epochs": [1, 2]}, pd.DataFrame(),
+                                 chosen, per_run, summary)
+
+
+def test_adaptive_batch_restriction_reaches_every_verdict_and_pairs_by_seed(tmp_path, monkeypatch):
+    tables = _adaptive_batch_tables()
+    full = _by_key(adaptive_batch.verdicts(tables))
+    assert _by_key(adaptive_batch.verdicts(adaptive_batch.restrict(tables, SEEDS))) == full
+    kept = adaptive_batch.restrict(tables, [0, 1, 2, 4])
+    assert set(kept.per_run["seed"]) == {0, 1, 2, 4} and (kept.summary["test_accuracy_n"] == 4).all()
+    without_3 = _by_key(adaptive_batch.verdicts(kept))
+    accuracy = [key for key in full if key[1].startswith("accuracy")]
+    assert len(accuracy) == 4  # D1, D2 and D3 (twice)
+    for key in accuracy + [("D2", "log eigenvalue: ABSA vs ABS"), ("D2", "robust accuracy: ABSA vs ABS")]:
+        assert "paired test by seed" in full[key].criterion, key
+        assert "5 pairs" in full[key].evidence and "4 pairs" in without_3[key].evidence, key
+    # a 0.5-point shift under a 2-point seed effect: within the 1-point margin only when paired
+    d1 = f"accuracy: {tables.design.absa} vs {adaptive_batch.SMALL}"
+    assert full["D1", d1].outcome == "reproduced"
+    points = {m: group["test_points"].tolist() for m, group in tables.per_run.groupby("method")}
+    welch = analysis.margin_verdict("D1", points[tables.design.absa], points[adaptive_batch.SMALL], quantity="a",
+                                    margin=100 * tables.design.accuracy_margin, z=tables.design.z_threshold)
+    assert welch.outcome == "inconclusive" and "Welch" in welch.criterion
+    rows = _recorded(adaptive_batch.CHAPTER, tables, adaptive_batch, tmp_path, monkeypatch)
+    _one_omission_per_seed(rows)

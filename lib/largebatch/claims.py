@@ -136,8 +136,8 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in [
           "adversarial training (ABSA) reaches the small-batch accuracy with at least 3x fewer "
           "parameter updates.",
           "test accuracy and parameter updates of ABSA against the small-batch baseline",
-          "accuracy not lower by 1 point or more beyond 2 Welch standard errors, and the baseline "
-          "makes at least 3x as many updates (partly: one of the two)",
+          "accuracy not lower by 1 point or more beyond 2 standard errors (paired test by seed), and "
+          "the baseline makes at least 3x as many updates (partly: one of the two)",
           "05_adaptive_batch", "fig-d1",
           "ABSA matches small-batch accuracy with 3x fewer updates.",
           "CNN, MNIST-1D", _ABSA_SETTING),
@@ -146,7 +146,7 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in [
           "ABS against the baseline (accuracy, updates); ABSA against ABS (log final top "
           "eigenvalue, PGD robust accuracy)",
           "ABS within 1 point with at least 2x fewer updates; ABSA's eigenvalue lower and robust "
-          "accuracy higher beyond 2 Welch standard errors (partly: some of the four)",
+          "accuracy higher beyond 2 standard errors (paired test by seed; partly: some of the four)",
           "05_adaptive_batch", "fig-d2",
           "ABS alone saves updates; the adversarial part flattens and robustifies.",
           "CNN, MNIST-1D", _ABSA_SETTING),
@@ -157,7 +157,8 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in [
           "test accuracy and gradient evaluations of ABSA, at its cheapest eigenvalue estimate that "
           "makes the whole-training-set estimate's doubling decision >= 90% of the time, against "
           "each cheaper controller",
-          "against each: accuracy not lower by 1 point or more beyond 2 Welch standard errors, "
+          "against each: accuracy not lower by 1 point or more beyond 2 standard errors (paired "
+          "test by seed), "
           "and fewer gradient evaluations (partly: some of the four parts)",
           "05_adaptive_batch", "fig-d1",
           "Counting its extra gradients, ABSA beats cheaper batch-growth rules.",

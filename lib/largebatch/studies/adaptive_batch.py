@@ -58,13 +58,13 @@ from largebatch.absa import HVP_GRADIENT_EVALUATIONS, AdaptiveRule, build_contro
 from largebatch.callbacks import Callback, TrainState
 from largebatch.config import RunConfig
 from largebatch.studies.adversarial import check_epsilons, robust_curve
-from largebatch.studies.common import LabelledRun, design_table, parameters, use_threads
+from largebatch.studies.common import LabelledRun, design_table, parameters, restrict_to_seeds, use_threads
 from largebatch.train import fit
 
 __all__ = ["CHAPTER", "Design", "EstimateGrid", "Tables", "agreement_figure", "agreement_frame", "agreement_plot",
            "agreement_table", "cheapest_reliable", "closest_tight_ratio", "comparison_figure", "comparison_table",
            "decision_agreement", "decision_epochs", "design", "doubling_causes", "epoch_weights", "estimate_setting",
-           "measure_estimates", "prose", "record_verdicts", "schedules_figure", "status_table", "tables",
+           "measure_estimates", "prose", "record_verdicts", "restrict", "schedules_figure", "status_table", "tables",
            "tradeoff_figure", "verdicts"]
 
 CHAPTER = "05_adaptive_batch"
@@ -704,11 +704,14 @@ def _parts(tables: Tables) -> dict[str, list[analysis.Verdict]]:
     def values(label: str, metric: str) -> list[float]:
         return per_run.loc[per_run["method"] == label, metric].tolist()
 
+    def seeded(label: str, metric: str) -> pd.Series:  # every method at a seed starts from its weights
+        return analysis.by_seed(per_run, metric, method=label)
+
     def within_margin(claim: str, treated: str, reference: str) -> analysis.Verdict:
         return analysis.margin_verdict(
-            claim, values(treated, "test_points"), values(reference, "test_points"),
+            claim, seeded(treated, "test_points"), seeded(reference, "test_points"),
             quantity=f"test accuracy of {treated} vs {reference}", margin=100 * d.accuracy_margin,
-            z=d.z_threshold, unit=" points", setting=f"accuracy: {treated} vs {reference}")
+            z=d.z_threshold, unit=" points", paired=True, setting=f"accuracy: {treated} vs {reference}")
 
     def saving(claim: str, more: str, fewer: str, metric: str, min_ratio: float) -> analysis.Verdict:
         name = metric.replace("_", " ")
@@ -720,12 +723,12 @@ def _parts(tables: Tables) -> dict[str, list[analysis.Verdict]]:
         "D2": [
             within_margin("D2", d.abs, SMALL),
             saving("D2", SMALL, d.abs, "updates", d.abs_update_saving),
-            analysis.margin_verdict("D2", values(d.absa, "log_eigenvalue"), values(d.abs, "log_eigenvalue"),
+            analysis.margin_verdict("D2", seeded(d.absa, "log_eigenvalue"), seeded(d.abs, "log_eigenvalue"),
                                     quantity="log final top eigenvalue", higher_is_better=False,
-                                    z=d.z_threshold, setting="log eigenvalue: ABSA vs ABS"),
-            analysis.margin_verdict("D2", values(d.absa, "robust_points"), values(d.abs, "robust_points"),
+                                    z=d.z_threshold, paired=True, setting="log eigenvalue: ABSA vs ABS"),
+            analysis.margin_verdict("D2", seeded(d.absa, "robust_points"), seeded(d.abs, "robust_points"),
                                     quantity="PGD robust accuracy", z=d.z_threshold, unit=" points",
-                                    setting="robust accuracy: ABSA vs ABS"),
+                                    paired=True, setting="robust accuracy: ABSA vs ABS"),
         ],
         "D3": [part for cheaper in (GROWTH, NOISE)
                for part in (within_margin("D3", tables.absa_cheap, cheaper),
@@ -739,9 +742,25 @@ def verdicts(tables: Tables) -> list[analysis.Verdict]:
             for verdict in (*parts, analysis.combine_verdicts(claim, parts))]
 
 
+_UNREAD = "no verdict reads it (the verdicts read the per-run table)"
+_ESTIMATE_STUDY = ("the estimate study runs on one seed's weights (agreement_seed); it fixes the "
+                   "estimate setting of the D3 runs, it is not a sample over seeds")
+
+
+def restrict(tables: Tables, seeds: list[int]) -> Tables:
+    """The tables as if only ``seeds`` had been run: the per-run rows of those seeds, their summary
+    recomputed; the estimate study (one seed's weights) and the run lists as they are."""
+    return restrict_to_seeds(
+        tables, seeds, recompute=lambda kept: {"summary": analysis.seed_summary(kept.per_run, "method",
+                                                                                  list(METRICS))},
+        unchanged={"design": "the parameters", "configs": _UNREAD, "records": _UNREAD, "statuses": _UNREAD,
+                   "measured": _ESTIMATE_STUDY, "agreement": _ESTIMATE_STUDY, "chosen": _ESTIMATE_STUDY})
+
+
 def record_verdicts(tables: Tables) -> Styler:
-    """Write the chapter's verdict file and show its verdicts."""
-    return analysis.record_verdicts(CHAPTER, verdicts(tables), tables.design.seeds)
+    """Write the chapter's verdict file and show its verdicts, each recomputed with every seed left
+    out in turn (the per-run rows of the other seeds)."""
+    return analysis.record_verdicts(CHAPTER, lambda kept: verdicts(restrict(tables, kept)), tables.design.seeds)
 
 
 # ----------------------------------------------------------------------------- prose
