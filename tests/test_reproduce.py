@@ -74,6 +74,9 @@ def test_parallel_run_names_failures_writes_manifest_and_runs_summary_last(proje
     assert env["LARGEBATCH_CACHE_DIR"] == str(project / "relcache")
     assert Path(env["LARGEBATCH_DATA"]).is_absolute()
     assert report(out, "02_many")["seeds"] == [7] and report(out, "02_many")["epochs"] == 2
+    cells = nbformat.read(out / "02_many.ipynb", as_version=4).cells  # the book shows the injected cell folded
+    injected = [c for c in cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "hide-input" in injected[0].metadata["tags"] and "seeds = [7]" in injected[0].source
     manifest = json.loads((out / reproduce.MANIFEST_FILE).read_text())
     entries = manifest["notebooks"]
     assert set(entries) == {"01_single", "02_many", "03_broken", "06_summary"}

@@ -236,6 +236,7 @@ def execute(name: str, source: Path, out_dir: Path, parameters: dict[str, Any],
                                        progress_bar=False)
     except Exception as error:  # papermill raises PapermillExecutionError with the cell's traceback
         return NotebookOutcome(name, "failed", time.perf_counter() - started, str(error).strip())
+    fold_injected_parameters(target)
     stamp_file.write_text(stamp)
     return NotebookOutcome(name, "executed", time.perf_counter() - started)
 
@@ -352,6 +353,19 @@ def time_table(tasks: Sequence[Task], outcomes: dict[str, NotebookOutcome], wall
     lines += [f"{t.label:<{width}}  {outcomes[t.label].status:<8}  {outcomes[t.label].seconds:>8.1f}" for t in tasks]
     lines.append(f"{'wall time':<{width}}  {'':<8}  {wall_seconds:>8.1f}")
     return "\n".join(lines)
+
+
+def fold_injected_parameters(notebook: Path) -> None:
+    """Tag the cell papermill injected (``injected-parameters``) ``hide-input``, so the book
+    shows it collapsed, like the parameters cell it overrides; the file is replaced whole."""
+    content = json.loads(notebook.read_text())
+    for cell in content["cells"]:
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if "injected-parameters" in tags and "hide-input" not in tags:
+            tags.append("hide-input")
+    partial = notebook.with_name(notebook.name + ".part")
+    partial.write_text(json.dumps(content, indent=1, ensure_ascii=False) + "\n")
+    os.replace(partial, notebook)
 
 
 def build_book(executed_dir: Path, root: Path, output: Path) -> int:
