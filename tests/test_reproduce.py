@@ -120,6 +120,29 @@ def test_seeds_go_to_seeds_parameter_or_one_run_per_seed(project):
     assert entries["01_single[seed=4]"]["parameters"] == {"seed": 4}
 
 
+@pytest.mark.slow
+def test_the_profiles_start_order_runs_first_and_the_rest_in_book_order(project):
+    (project / "profiles" / "smoke.yaml").write_text("start_order: [03_broken, 02_many]\n")
+    out = project / "out"
+    assert reproduce.main(["--root", str(project), "--profile", "smoke", "--out", str(out)]) == 1
+    assert report(out, "02_many")["seen"] == ["03_broken"]
+    assert report(out, "01_single")["seen"] == ["02_many", "03_broken"]
+    assert report(out, "06_summary")["seen"] == ["01_single", "02_many", "03_broken"]  # the summary stays last
+    entries = json.loads((out / reproduce.MANIFEST_FILE).read_text())["notebooks"]
+    assert list(entries) == ["01_single", "02_many", "03_broken", "06_summary"]  # reported in book order
+
+
+@pytest.mark.parametrize("order, message", [("[02_many, 02_many]", "distinct notebook names"),
+                                            ("02_many", "must be a list"),
+                                            ("[02_mani]", "'02_mani' (did you mean '02_many'?), which is not a notebook")])
+def test_a_bad_start_order_is_rejected_before_any_execution(project, capsys, order, message):
+    (project / "profiles" / "smoke.yaml").write_text(f"start_order: {order}\n")
+    with pytest.raises(SystemExit):
+        reproduce.main(["--root", str(project), "--profile", "smoke", "--out", str(project / "out")])
+    assert message in capsys.readouterr().err
+    assert not (project / "out").exists()
+
+
 def test_bad_options_are_rejected_before_any_execution(project, capsys):
     notebooks = reproduce.chapter_notebooks(project)
     assert list(notebooks) == ["01_single", "02_many", "03_broken", "06_summary"]

@@ -18,8 +18,9 @@ makes are cached by ``largebatch.experiments``, so a rebuild with nothing
 changed is quick.
 
 ``--jobs N`` executes N notebooks at a time, each in its own worker process and
-kernel; a notebook whose name contains ``summary`` starts after all others have
-finished. ``--seeds`` reruns chapters over other seeds: a notebook declaring a
+kernel, those the profile's ``start_order`` lists first (the longest chapters, so that
+the jobs finish together), then the others in book order; a notebook whose name
+contains ``summary`` starts after all others have finished. ``--seeds`` reruns chapters over other seeds: a notebook declaring a
 ``seeds`` parameter gets the list, one declaring only ``seed`` is executed once
 per seed (the first seed's run is the book's, the others go to ``seed-S/``).
 The kernels also see ``$LARGEBATCH_PROFILE`` (the profile name),
@@ -68,6 +69,7 @@ ENV_PROFILE = "LARGEBATCH_PROFILE"
 
 
 INTERRUPTED = "interrupted"
+START_ORDER = "start_order"  # profile key: notebooks started first under --jobs, longest first
 
 
 @dataclass
@@ -130,6 +132,9 @@ def load_profile(root: Path, profile: str) -> dict[str, dict[str, Any]]:
     sections = {"all": set().union(*declared.values()), **declared}
     checked = {}
     for section, values in data.items():
+        if section == START_ORDER:
+            _check_start_order(path, values, declared)
+            continue
         if section not in sections:
             raise ConfigError(f"profile {path}: unknown section {section!r}{_suggestion(section, sections)}; "
                               f"sections are {', '.join(sections)}")
@@ -140,6 +145,28 @@ def load_profile(root: Path, profile: str) -> dict[str, dict[str, Any]]:
         _check_declared(f"profile {path}, section {section!r}", checked[section], sections[section],
                         "no notebook declares" if section == "all" else "the notebook does not declare")
     return checked
+
+
+def start_order(root: Path, profile: str) -> list[str]:
+    """The profile's ``start_order``: notebooks to start first under ``--jobs``, longest first
+    (the rest follow in book order); checked by :func:`load_profile`."""
+    data = read_yaml_file(root / "profiles" / f"{profile}.yaml", "profile")
+    return list(data.get(START_ORDER) or []) if isinstance(data, dict) else []
+
+
+def _check_start_order(path: Path, names: Any, notebooks: dict[str, Any]) -> None:
+    if not isinstance(names, list) or len(set(map(str, names))) != len(names):
+        raise ConfigError(f"profile {path}: {START_ORDER} must be a list of distinct notebook names, got {names!r}")
+    for name in names:
+        if name not in notebooks:
+            raise ConfigError(f"profile {path}: {START_ORDER} names {name!r}{_suggestion(name, notebooks)}, "
+                              f"which is not a notebook; notebooks are {', '.join(notebooks)}")
+
+
+def in_start_order(tasks: Sequence[Task], order: Sequence[str]) -> list[Task]:
+    """``tasks`` with those of the notebooks in ``order`` first, in that order; the others keep theirs."""
+    rank = {name: index for index, name in enumerate(order)}
+    return sorted(tasks, key=lambda task: rank.get(task.name, len(rank)))
 
 
 def _suggestion(name: str, allowed: Any) -> str:
@@ -455,7 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed: list[str] = []
     if not args.no_execute:
         started = time.perf_counter()
-        outcomes = run_tasks(tasks, args.jobs)
+        outcomes = run_tasks(in_start_order(tasks, start_order(root, args.profile)), args.jobs)
         manifest = write_manifest(out_dir, tasks, outcomes, args.profile, args.jobs)
         print(time_table(tasks, outcomes, time.perf_counter() - started), flush=True)
         print(f"executed notebooks and {manifest.name} -> {out_dir}", flush=True)

@@ -437,6 +437,7 @@ class Design:
     reference_eps: float
     pgd_steps: int
     attack_samples: int
+    hessian_tol: float
     adversarial_fraction: float
     adversarial_eps: float
     curvature_dataset: str
@@ -454,7 +455,7 @@ class Design:
         notebook.check_choice("dataset", self.dataset, data.DATASETS)
         notebook.check_choice("curvature_dataset", self.curvature_dataset, data.DATASETS)
         for name in ("batch_sizes", "epochs", "attack_samples", "pgd_steps", "curvature_points", "line_length",
-                     "z_threshold", "constant_tolerance"):
+                     "z_threshold", "constant_tolerance", "hessian_tol"):
             notebook.check_positive(name, getattr(self, name))
         check_epsilons(self.epsilons, self.reference_eps)
         for activation in self.curvature_activations:
@@ -488,7 +489,7 @@ class Design:
         return experiments.RunConfig(
             dataset=self.dataset, model=self.model, model_options=self.model_options,
             num_samples=self.num_samples, epochs=self.epochs, lr=self.lr, momentum=self.momentum,
-            hessian_top_k=1, augmentation=self.augmentation)
+            hessian_top_k=1, hessian_tol=self.hessian_tol, augmentation=self.augmentation)
 
     @cached_property
     def grid(self) -> list[LabelledRun]:
