@@ -65,8 +65,26 @@ def test_load_model_restores_the_trained_weights(cache):
     from largebatch.train import evaluate
 
     assert evaluate(model, bundle.test)["accuracy"] == record["final"]["test_accuracy"]
+    for split, dataset in (("train", bundle.train), ("test", bundle.test)):  # final = the weights' own
+        assert evaluate(model, dataset) == {"loss": record["final"][f"{split}_loss"],
+                                            "accuracy": record["final"][f"{split}_accuracy"]}
     with pytest.raises(FileNotFoundError, match="call run"):
         experiments.load_model(TINY.replace(seed=9), cache)
+
+
+@pytest.mark.parametrize("eval_every", [1, 3])
+def test_final_metrics_are_those_of_the_final_weights_whenever_the_history_evaluated(cache, eval_every):
+    config = TINY.replace(epochs=3, eval_every=eval_every)
+    record = experiments.run(config, cache, progress=False)
+    model, bundle = experiments.load_model(config, cache), experiments.load_data(config)
+    from largebatch.train import evaluate
+
+    assert [row["epoch"] for row in record["history"]] == ([1, 2, 3] if eval_every == 1 else [3])
+    for split, dataset in (("train", bundle.train), ("test", bundle.test)):
+        metrics = evaluate(model, dataset)
+        assert (record["final"][f"{split}_loss"], record["final"][f"{split}_accuracy"]) == \
+            (metrics["loss"], metrics["accuracy"]) == \
+            (record["history"][-1][f"{split}_loss"], record["history"][-1][f"{split}_accuracy"])
 
 
 def test_bad_configuration_fails_before_any_training(cache, monkeypatch):

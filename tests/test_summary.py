@@ -119,3 +119,31 @@ def test_the_summary_notebook_shows_generated_parts_with_little_visible_code(tmp
     assert "Of its 4 claims, B4 holds" in shown and 'class="lb-summary"' in shown
     assert "<details><summary>Per-setting verdicts (2)" in shown and "fragile (without seed 4)" in shown
     assert provenance.cpu_model() in shown
+
+
+def test_two_builds_compared_claim_by_claim(tmp_path, capsys):
+    first, second = tmp_path / "a", tmp_path / "b"
+    _write(first)
+    analysis.record_verdicts("02_sharp_minima", _chapter_02(), [0, 1, 2], second)
+    analysis.record_verdicts("03_train_longer", lambda seeds: _b3_b4(seeds)[:1] + [  # B4 no longer wins
+        analysis.improvement_verdict("B4", _accuracies([0.70, 0.72, 0.71, 0.70, 0.72], seeds),
+                                     _accuracies([0.70, 0.71, 0.72, 0.71, 0.71], seeds))], SEEDS, second)
+    table = summary.compare(first, second).set_index("claim")
+    assert list(table.index) == list(claims.CLAIMS)
+    assert list(table.index[table["changed"]]) == ["B4"]
+    assert table.loc["B4", "verdict_a"] == "reproduced" and table.loc["B4", "verdict_b"] == "inconclusive"
+    assert table.loc["B3", "stability_a"] == table.loc["B3", "stability_b"] == "fragile (without seed 4)"
+    assert summary.main([str(first), str(second)]) == 0
+    assert capsys.readouterr().out.endswith(f"1 of {len(claims.CLAIMS)} claim verdicts differ: B4\n")
+
+
+def test_comparing_a_folder_without_verdict_files_is_an_error(tmp_path, capsys):
+    _write(tmp_path / "a")
+    (tmp_path / "empty").mkdir()
+    try:
+        summary.main([str(tmp_path / "a"), str(tmp_path / "empty")])
+    except SystemExit as stop:
+        assert stop.code == 2
+    else:
+        raise AssertionError("no error for a folder without verdict files")
+    assert "holds no *.verdicts.json file" in capsys.readouterr().err

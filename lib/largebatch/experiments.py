@@ -141,6 +141,22 @@ def _input_transform(config: RunConfig, bundle: data.DataBundle):
                                 method=config.adversarial_method, clip=bundle.value_range)
 
 
+def _final_metrics(model: nn.Module, bundle: data.DataBundle, history: list[dict[str, Any]],
+                   steps: int) -> dict[str, float]:
+    """Training and test loss and accuracy of the final weights: the last evaluation's when
+    ``fit`` made it after the last update (it always evaluates after the last epoch), else
+    evaluated now."""
+    names = [f"{split}_{metric}" for split in ("train", "test") for metric in ("loss", "accuracy")]
+    last = history[-1] if history else {}
+    if last.get("step") == steps and all(name in last for name in names):
+        return {name: last[name] for name in names}
+    final = {}
+    for split, dataset in (("train", bundle.train), ("test", bundle.test)):
+        metrics = evaluate(model, dataset)
+        final[f"{split}_loss"], final[f"{split}_accuracy"] = metrics["loss"], metrics["accuracy"]
+    return final
+
+
 def _hessian_metrics(config: RunConfig, model: nn.Module, bundle: data.DataBundle) -> dict[str, Any]:
     """Curvature of the final weights: Hessian of the mean loss over the whole training set.
 
@@ -154,7 +170,7 @@ def _hessian_metrics(config: RunConfig, model: nn.Module, bundle: data.DataBundl
     # The training set is cut once into device chunks of 1024 samples. Up to 8192 samples the
     # chunks' gradient graphs are kept between products (about twice as fast as rebuilding
     # them); chunks rather than one batch make a CNN's product 1.4-1.5x faster on a CPU
-    # (benchmarks/bench_hessian.py, "chunks"). Under torchrun each worker takes its
+    # (benchmarks/bench_book.py, "chunks"). Under torchrun each worker takes its
     # contiguous part and products are all-reduced.
     inputs, targets = bundle.train.tensors
     start, stop = distributed.shard_range(len(targets))
@@ -283,9 +299,7 @@ def _train(config: RunConfig, bundle: data.DataBundle, folder: Path, device: tor
                       resume=resume)
     final: dict[str, Any] = {"steps": outcome.steps}
     if outcome.status != "diverged":
-        for split, dataset in (("train", bundle.train), ("test", bundle.test)):
-            metrics = evaluate(model, dataset)
-            final[f"{split}_loss"], final[f"{split}_accuracy"] = metrics["loss"], metrics["accuracy"]
+        final.update(_final_metrics(model, bundle, outcome.history, outcome.steps))
         final.update(_hessian_metrics(config, model, bundle))
     record = {
         "key": config.key(), "config": config.to_dict(), "status": outcome.status,

@@ -21,7 +21,7 @@ import pandas as pd
 
 from largebatch import analysis, claims
 
-__all__ = ["claim_rows", "claims_html", "criteria_html", "key_number", "papers_html", "paper_sentences",
+__all__ = ["claim_rows", "claims_html", "compare", "criteria_html", "key_number", "papers_html", "paper_sentences",
            "provenance_html", "provenance_rows", "seed_ranges", "setting_rows", "settings_html", "with_error"]
 
 STYLE = """<style>
@@ -244,3 +244,37 @@ def provenance_html(rows: pd.DataFrame) -> str:
     body = [[_cell(column, html.escape(str(value))) for column, value in row.items()]
             for _, row in rows.iterrows()]
     return _table(list(rows.columns), body)
+
+
+def compare(folder_a: str | os.PathLike, folder_b: str | os.PathLike) -> pd.DataFrame:
+    """Claim by claim, the verdicts of two builds (e.g. two seed lists, or two machines):
+    ``claim``, then ``number``, ``verdict`` and ``stability`` of each (suffixes ``_a``,
+    ``_b``), and ``changed`` (the verdicts differ)."""
+    columns = ["claim", "number", "verdict", "stability"]
+    a, b = (claim_rows(folder)[columns] for folder in (folder_a, folder_b))
+    both = a.merge(b, on="claim", suffixes=("_a", "_b"))
+    both["changed"] = both["verdict_a"] != both["verdict_b"]
+    return both
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m largebatch.summary FOLDER_A FOLDER_B``: the claims whose verdict differs
+    between two folders of verdict files, and the whole table; exit status 0 either way."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m largebatch.summary", description=main.__doc__)
+    parser.add_argument("folders", nargs=2, type=str, metavar="FOLDER", help="folders of *.verdicts.json files")
+    args = parser.parse_args(argv)
+    for folder in args.folders:
+        if not claims.read_verdicts(folder):
+            parser.error(f"{folder} holds no *.verdicts.json file")
+    table = compare(*args.folders)
+    print(table.to_string(index=False))
+    changed = table[table["changed"]]
+    print(f"\n{len(changed)} of {len(table)} claim verdicts differ"
+          + (f": {', '.join(changed['claim'])}" if len(changed) else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

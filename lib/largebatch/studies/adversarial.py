@@ -489,6 +489,7 @@ class Design:
         return experiments.RunConfig(
             dataset=self.dataset, model=self.model, model_options=self.model_options,
             num_samples=self.num_samples, epochs=self.epochs, lr=self.lr, momentum=self.momentum,
+            eval_every=self.epochs,  # the chapter reads final metrics only: no evaluation before the end
             hessian_top_k=1, hessian_tol=self.hessian_tol, augmentation=self.augmentation)
 
     @cached_property
