@@ -49,6 +49,17 @@ def test_design_fields_are_the_notebook_parameters(chapter):
     assert study.CHAPTER == chapter
 
 
+@pytest.mark.parametrize("chapter", STUDIES)
+@pytest.mark.parametrize("profile", ["smoke", "quick"])
+def test_every_design_takes_another_seed_list(chapter, profile):
+    """``reproduce --seeds 5 6 7 8 9`` gives a chapter only its seeds: nothing may name seed 0."""
+    design = STUDIES[chapter].design(namespace(chapter, profile, seeds=[5, 6, 7, 8, 9]))
+    assert design.seeds == [5, 6, 7, 8, 9]
+    if chapter == "05_adaptive_batch":
+        assert design.agreement_seed == 5  # None: the first of the seeds
+        assert adaptive_batch.design(namespace(chapter, profile, seeds=[5, 6], agreement_seed=6)).agreement_seed == 6
+
+
 @pytest.mark.parametrize("chapter, changes, message", [
     ("02_sharp_minima", {"epochs": "20"}, "parameter epochs must be of type int"),
     ("02_sharp_minima", {"batch_sizes": [480, 32]}, "parameter batch_sizes must hold at least two increasing"),

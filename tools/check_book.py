@@ -149,11 +149,19 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         super().send_error(code, message, explain)
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A browser that drops a connection mid-transfer (it left the page) is no failure;
+        anything else is printed as usual."""
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+
 def serve(folder: Path) -> tuple[http.server.ThreadingHTTPServer, list[tuple[str, int]]]:
     """Serve ``folder`` on 127.0.0.1 (a free port) in a daemon thread; also returns the failed requests."""
     failures: list[tuple[str, int]] = []
     handler = type("Handler", (_QuietHandler,), {"failures": failures})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(folder)))
+    server = _Server(("127.0.0.1", 0), functools.partial(handler, directory=str(folder)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, failures
 
