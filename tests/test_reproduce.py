@@ -87,7 +87,8 @@ def test_parallel_run_names_failures_writes_manifest_and_runs_summary_last(proje
     assert entries["02_many"]["notebook"] == "02_many.ipynb"
     assert entries["01_single"]["seconds"] >= 1.0  # it sleeps a second
     assert entries["02_many"]["library_version"] and "git_commit" in entries["02_many"]
-    assert entries["02_many"]["seeds"] == [7] and entries["01_single"]["seeds"] == "notebook default"
+    assert entries["02_many"]["seeds"] == [7] and entries["01_single"]["seeds"] == [0]  # its default
+    assert entries["03_broken"]["seeds"] is None  # it declares no seed
     assert entries["02_many"]["provenance"] == manifest["provenance"] == provenance.environment()
     # the time table names every notebook with its status
     table = captured.out[captured.out.index("notebook  "):]

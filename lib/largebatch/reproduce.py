@@ -38,6 +38,7 @@ exit status is 130.
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import difflib
 import functools
@@ -187,11 +188,24 @@ def declared_parameters(path: Path) -> set[str]:
     return set(_inspect(str(path), path.stat().st_mtime_ns))
 
 
+def default_seeds(path: Path) -> list[int] | None:
+    """The default of the notebook's ``seeds`` (or ``[seed]``) parameter; None if it declares
+    neither or its default is not a literal."""
+    defaults = _inspect(str(path), path.stat().st_mtime_ns)
+    try:
+        if "seeds" in defaults:
+            return list(ast.literal_eval(defaults["seeds"]))
+        return [ast.literal_eval(defaults["seed"])] if "seed" in defaults else None
+    except (ValueError, SyntaxError, TypeError):
+        return None
+
+
 @functools.lru_cache(maxsize=64)
-def _inspect(path: str, mtime_ns: int) -> tuple[str, ...]:
+def _inspect(path: str, mtime_ns: int) -> dict[str, str]:
+    """Parameter name -> its default as written in the ``parameters`` cell."""
     import papermill
 
-    return tuple(papermill.inspect_notebook(path))
+    return {name: spec["default"] for name, spec in papermill.inspect_notebook(path).items()}
 
 
 def parameters_for(name: str, declared: set[str], profile: dict[str, dict[str, Any]],
@@ -363,7 +377,7 @@ def write_manifest(out_dir: Path, tasks: Sequence[Task], outcomes: dict[str, Not
             "library_version": __version__ if outcome.status != "cached" else last.get("library_version", __version__),
             "git_commit": commit if outcome.status != "cached" else last.get("git_commit", commit),
             "seeds": task.parameters.get("seeds", [task.parameters["seed"]] if "seed" in task.parameters
-                                         else "notebook default"),
+                                         else default_seeds(task.source)),
             "provenance": machine if outcome.status != "cached" else last.get("provenance", machine),
             "error_tail": outcome.error[-ERROR_TAIL_CHARS:],
         }
