@@ -56,7 +56,7 @@ def test_every_design_takes_another_seed_list(chapter, profile):
     design = STUDIES[chapter].design(namespace(chapter, profile, seeds=[5, 6, 7, 8, 9]))
     assert design.seeds == [5, 6, 7, 8, 9]
     if chapter == "05_adaptive_batch":
-        assert design.agreement_seed == 5  # None: the first of the seeds
+        assert design.agreement_seed == 5  # -1: the first of the seeds
         assert adaptive_batch.design(namespace(chapter, profile, seeds=[5, 6], agreement_seed=6)).agreement_seed == 6
 
 

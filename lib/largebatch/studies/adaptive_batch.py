@@ -385,7 +385,7 @@ class Design:
     agreement_products: list[int]
     agreement_repeats: int
     agreement_tight_tol: float
-    agreement_seed: int | None  # None: the first of seeds
+    agreement_seed: int  # -1: the first of seeds
     min_agreement: float
     increase_warmup_epochs: float
     adversarial_fraction: float
@@ -418,7 +418,7 @@ class Design:
         notebook.require(self.micro_batch_size >= 0,
                          f"parameter micro_batch_size must be >= 0, got {self.micro_batch_size}")
         check_epsilons(self.epsilons, self.reference_eps)
-        if self.agreement_seed is None:
+        if self.agreement_seed == -1:
             object.__setattr__(self, "agreement_seed", seeds[0])
         notebook.require(self.agreement_seed in seeds,
                          f"parameter agreement_seed must be one of seeds {seeds}, got {self.agreement_seed}")
