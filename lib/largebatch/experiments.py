@@ -169,7 +169,7 @@ def _hessian_metrics(config: RunConfig, model: nn.Module, bundle: data.DataBundl
 
     # The training set is cut once into device chunks of 1024 samples. Up to 8192 samples the
     # chunks' gradient graphs are kept between products (about twice as fast as rebuilding
-    # them); chunks rather than one batch make a CNN's product 1.4-1.5x faster on a CPU
+    # them); chunks rather than one batch make a CNN's product 1.1-1.7x faster on a CPU
     # (benchmarks/bench_book.py, "chunks"). Under torchrun each worker takes its
     # contiguous part and products are all-reduced.
     inputs, targets = bundle.train.tensors
