@@ -20,9 +20,10 @@ changed is quick.
 ``--jobs N`` executes N notebooks at a time, each in its own worker process and
 kernel, those the profile's ``start_order`` lists first (the longest chapters, so that
 the jobs finish together), then the others in book order; a notebook whose name
-contains ``summary`` starts after all others have finished. ``--seeds`` reruns chapters over other seeds: a notebook declaring a
-``seeds`` parameter gets the list, one declaring only ``seed`` is executed once
-per seed (the first seed's run is the book's, the others go to ``seed-S/``).
+contains ``summary`` starts after all others have finished. ``--seeds`` reruns
+chapters over other seeds: a notebook declaring a ``seeds`` parameter gets the list, one
+declaring only ``seed`` is executed once per seed (the first seed's run is the book's, the
+others go to ``seed-S/``).
 The kernels also see ``$LARGEBATCH_PROFILE`` (the profile name),
 ``$LARGEBATCH_VERDICTS_DIR`` (the folder of their executed notebook), and
 ``$LARGEBATCH_CACHE_DIR`` and ``$LARGEBATCH_DATA`` as this command resolves them
